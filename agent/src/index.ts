@@ -1,0 +1,1 @@
+export type { ModelRuntime, ModelSession, Tensor, Feeds } from './components/runtime/types.js';

@@ -1,0 +1,37 @@
+/**
+ * Reason codes for refusing a desired document, a keyring, a bundle or its blob. They travel in
+ * `desired_rejected` and `deployment` events and label the hub's metrics, so the set is closed
+ * and each code names one check.
+ */
+export const REJECTION_REASONS = {
+  schema: 'the document does not match its schema',
+  keyring_signature: 'the keyring is not signed by the pinned root key',
+  keyring_expired: 'the keyring has expired',
+  keyring_rollback: 'the keyring version is older than one already accepted',
+  unknown_key: 'no signature by a key the keyring lists',
+  key_role: 'the signing key is not allowed to sign this kind of document',
+  key_expired: 'the signing key has expired',
+  bad_signature: 'the signature does not verify',
+  bundle_signature: 'the bundle manifest is not signed by a valid release key',
+  wrong_device: 'the document is addressed to another device',
+  replayed_seq: 'the sequence number is older than the last accepted one',
+  equivocation: 'a different document with the same sequence number was already accepted',
+  expired: 'the document has expired',
+  incompatible_agent: 'the bundle needs a newer agent',
+  digest_mismatch: 'the downloaded bytes do not match the manifest digest',
+  size_mismatch: 'the blob is larger or smaller than the manifest says',
+  download_failed: 'the blob could not be downloaded',
+  load_failed: 'the model could not be loaded by the runtime',
+} as const;
+
+export type RejectionReason = keyof typeof REJECTION_REASONS;
+
+export class TrustError extends Error {
+  constructor(
+    readonly reason: RejectionReason,
+    detail?: string,
+  ) {
+    super(detail ? `${REJECTION_REASONS[reason]}: ${detail}` : REJECTION_REASONS[reason]);
+    this.name = 'TrustError';
+  }
+}

@@ -1,0 +1,237 @@
+/**
+ * TypeBox schemas of every v1 payload (DESIGN §2). Both sides validate every JSON payload they
+ * receive against these, through the compiled validators in `payloads.ts`. Objects are closed
+ * (`additionalProperties: false`) unless a field is documented as open for extension, so that an
+ * unknown field is a loud error rather than silently ignored data.
+ *
+ * Times are integer milliseconds since the Unix epoch (`ts`, `issuedAt`, `expiresAt`).
+ * Digests are lowercase hex SHA-256 of the blob's bytes.
+ */
+import { Type, type Static, type TSchema, type TObject, type TProperties } from 'typebox';
+import { DEVICE_ID_MAX_LENGTH } from './topics.js';
+
+const closed = <P extends TProperties>(properties: P): TObject<P> => Type.Object(properties, { additionalProperties: false });
+
+export const DeviceId = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$', maxLength: DEVICE_ID_MAX_LENGTH });
+export const Sha256Hex = Type.String({ pattern: '^[0-9a-f]{64}$' });
+export const EpochMs = Type.Integer({ minimum: 0, maximum: 8.64e15 });
+export const Seq = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
+export const ShortText = Type.String({ maxLength: 200 });
+export const Message = Type.String({ maxLength: 2000 });
+export const SemVer = Type.String({ pattern: '^(0|[1-9]\\d*)\\.(0|[1-9]\\d*)\\.(0|[1-9]\\d*)(?:-[0-9A-Za-z.-]+)?(?:\\+[0-9A-Za-z.-]+)?$', maxLength: 64 });
+export const ModelName = Type.String({ pattern: '^[a-z0-9][a-z0-9._-]{0,63}$' });
+export const LabelKey = Type.String({ pattern: '^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?$' });
+export const LabelValue = Type.String({ pattern: '^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?$' });
+export const Labels = Type.Record(LabelKey, LabelValue, { maxProperties: 64 });
+
+// ---------------------------------------------------------------------------------------------
+// Signatures and keys
+
+export const KeyId = Type.String({ pattern: '^[0-9a-f]{16}$' });
+/** Ed25519 signature (64 bytes) in base64. */
+export const SignatureB64 = Type.String({ pattern: '^[A-Za-z0-9+/]{86}==$' });
+/** Ed25519 public key (32 bytes) in base64. */
+export const PublicKeyB64 = Type.String({ pattern: '^[A-Za-z0-9+/]{43}=$' });
+export const Signature = closed({ keyId: KeyId, sig: SignatureB64 });
+export const Signatures = Type.Array(Signature, { minItems: 1, maxItems: 8 });
+
+export const KeyRole = Type.Union([Type.Literal('release'), Type.Literal('director')]);
+export const KeyringKey = closed({ keyId: KeyId, role: KeyRole, publicKey: PublicKeyB64, expiresAt: EpochMs });
+/** The list of online keys, signed by the offline root key (DESIGN §3). */
+export const Keyring = closed({
+  version: Type.Integer({ minimum: 1 }),
+  issuedAt: EpochMs,
+  expiresAt: EpochMs,
+  keys: Type.Array(KeyringKey, { minItems: 1, maxItems: 32 }),
+});
+export const SignedKeyring = closed({ keyring: Keyring, signatures: Signatures });
+
+// ---------------------------------------------------------------------------------------------
+// Bundle manifest
+
+export const TensorType = Type.String({ maxLength: 32 });
+export const TensorSpec = closed({
+  name: Type.String({ minLength: 1, maxLength: 128 }),
+  type: TensorType,
+  /** Fixed sizes as integers, symbolic (batch) dimensions as their name. */
+  dims: Type.Array(Type.Union([Type.Integer({ minimum: 0 }), Type.String({ maxLength: 64 })]), { maxItems: 8 }),
+});
+export const BundleFile = closed({
+  role: Type.Literal('model'),
+  path: Type.String({ pattern: '^[A-Za-z0-9._-]{1,128}$' }),
+  digest: Sha256Hex,
+  size: Type.Integer({ minimum: 1, maximum: 2 ** 31 }),
+  mediaType: Type.Literal('application/onnx'),
+});
+/** Sections later capabilities fill in; open objects so that older agents keep parsing newer manifests. */
+const Section = Type.Record(Type.String(), Type.Unknown());
+export const Manifest = closed({
+  schema: Type.Literal('cairn.bundle/v1'),
+  name: ModelName,
+  version: SemVer,
+  /** Monotonic over all releases of the hub; the security floor compares against it. */
+  releaseCounter: Type.Integer({ minimum: 1 }),
+  createdAt: EpochMs,
+  files: Type.Array(BundleFile, { minItems: 1, maxItems: 1 }),
+  inputs: Type.Array(TensorSpec, { minItems: 1, maxItems: 16 }),
+  outputs: Type.Array(TensorSpec, { minItems: 1, maxItems: 16 }),
+  description: Type.Optional(Message),
+  compatibility: closed({ minAgentVersion: SemVer }),
+  features: Type.Optional(Section),
+  quantization: Type.Optional(Section),
+  driftReference: Type.Optional(Section),
+  health: Type.Optional(Section),
+  lineage: Type.Optional(Section),
+});
+export const SignedManifest = closed({ manifest: Manifest, signatures: Signatures });
+
+// ---------------------------------------------------------------------------------------------
+// Desired state (hub → agent, retained)
+
+/**
+ * What one device must run. Signed by a director key from the embedded, root-signed keyring.
+ * `bundle: null` asks the device to run no model.
+ */
+export const DesiredDocument = closed({
+  deviceId: DeviceId,
+  seq: Seq,
+  issuedAt: EpochMs,
+  expiresAt: EpochMs,
+  deploymentId: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }),
+  keyring: SignedKeyring,
+  bundle: Type.Union([SignedManifest, Type.Null()]),
+});
+export const SignedDesired = closed({ document: DesiredDocument, signatures: Signatures });
+
+// ---------------------------------------------------------------------------------------------
+// Agent → hub
+
+export const PresenceOnline = closed({
+  online: Type.Literal(true),
+  agentVersion: SemVer,
+  epoch: Seq,
+  ts: EpochMs,
+});
+export const PresenceOffline = closed({
+  online: Type.Literal(false),
+  epoch: Seq,
+  ts: Type.Optional(EpochMs),
+});
+export const Presence = Type.Union([PresenceOnline, PresenceOffline]);
+
+/** Agent deployment phases (DESIGN §4). */
+export const DEPLOYMENT_PHASES = ['received', 'downloading', 'verifying', 'probing', 'trial', 'committed', 'rolled_back', 'failed'] as const;
+export const DeploymentPhase = Type.Union(DEPLOYMENT_PHASES.map((p) => Type.Literal(p)));
+
+export const ActiveBundle = closed({ name: ModelName, version: SemVer, digest: Sha256Hex, deploymentId: Type.String({ maxLength: 64 }) });
+export const DeploymentStatus = closed({
+  deploymentId: Type.String({ maxLength: 64 }),
+  seq: Seq,
+  phase: DeploymentPhase,
+  digest: Type.Union([Sha256Hex, Type.Null()]),
+  reason: Type.Optional(ShortText),
+  message: Type.Optional(Message),
+});
+export const HardwareFacts = closed({
+  platform: ShortText,
+  arch: ShortText,
+  cpus: Type.Integer({ minimum: 0 }),
+  memoryMb: Type.Integer({ minimum: 0 }),
+  node: ShortText,
+});
+export const Reported = closed({
+  agentVersion: SemVer,
+  ts: EpochMs,
+  labels: Labels,
+  hardware: HardwareFacts,
+  active: Type.Union([ActiveBundle, Type.Null()]),
+  deployment: Type.Union([DeploymentStatus, Type.Null()]),
+  lastDesiredSeq: Seq,
+  keyringVersion: Type.Integer({ minimum: 0 }),
+});
+
+const Millis = Type.Number({ minimum: 0, maximum: 3.6e6 });
+export const LatencySummary = closed({ p50: Millis, p95: Millis, p99: Millis, max: Millis });
+export const Telemetry = closed({
+  /** Per-device counter; the hub stores each (device, seq) once. */
+  seq: Seq,
+  ts: EpochMs,
+  intervalMs: Type.Integer({ minimum: 1, maximum: 86_400_000 }),
+  inferences: Type.Integer({ minimum: 0 }),
+  errors: Type.Integer({ minimum: 0 }),
+  latencyMs: Type.Union([LatencySummary, Type.Null()]),
+  rssMb: Type.Number({ minimum: 0, maximum: 1e6 }),
+  cpuPct: Type.Number({ minimum: 0, maximum: 100_000 }),
+  active: Type.Union([ActiveBundle, Type.Null()]),
+});
+
+export const EVENT_TYPES = ['deployment', 'desired_rejected', 'inference_error'] as const;
+export const DeviceEvent = closed({
+  eventId: Type.String({ pattern: '^[A-Za-z0-9_-]{8,64}$' }),
+  ts: EpochMs,
+  type: Type.Union(EVENT_TYPES.map((t) => Type.Literal(t))),
+  deploymentId: Type.Optional(Type.String({ maxLength: 64 })),
+  seq: Type.Optional(Seq),
+  phase: Type.Optional(DeploymentPhase),
+  digest: Type.Optional(Sha256Hex),
+  reason: Type.Optional(ShortText),
+  message: Type.Optional(Message),
+});
+
+export const BlobRequest = closed({
+  digest: Sha256Hex,
+  from: Type.Integer({ minimum: 0 }),
+  count: Type.Integer({ minimum: 1, maximum: 32 }),
+});
+
+/** JSON header of a binary blob/res frame; `error` frames carry no bytes. */
+export const BlobFrameHeader = closed({
+  digest: Sha256Hex,
+  index: Type.Integer({ minimum: 0 }),
+  total: Type.Integer({ minimum: 0 }),
+  error: Type.Optional(ShortText),
+});
+
+// ---------------------------------------------------------------------------------------------
+// Commands (both directions)
+
+export const Transaction = Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' });
+export const COMMANDS = ['rollback', 'capture', 'reload'] as const;
+export const Command = closed({
+  transaction: Transaction,
+  command: Type.Union(COMMANDS.map((c) => Type.Literal(c))),
+  args: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+});
+export const CommandResult = closed({
+  transaction: Transaction,
+  ok: Type.Boolean(),
+  error: Type.Optional(Message),
+  result: Type.Optional(Type.Unknown()),
+});
+
+export type TSchemaAny = TSchema;
+export type KeyRoleT = Static<typeof KeyRole>;
+export type KeyringKeyT = Static<typeof KeyringKey>;
+export type KeyringT = Static<typeof Keyring>;
+export type SignedKeyringT = Static<typeof SignedKeyring>;
+export type SignatureT = Static<typeof Signature>;
+export type TensorSpecT = Static<typeof TensorSpec>;
+export type ManifestT = Static<typeof Manifest>;
+export type SignedManifestT = Static<typeof SignedManifest>;
+export type DesiredDocumentT = Static<typeof DesiredDocument>;
+export type SignedDesiredT = Static<typeof SignedDesired>;
+export type PresenceT = Static<typeof Presence>;
+export type DeploymentPhaseT = Static<typeof DeploymentPhase>;
+export type ActiveBundleT = Static<typeof ActiveBundle>;
+export type DeploymentStatusT = Static<typeof DeploymentStatus>;
+export type HardwareFactsT = Static<typeof HardwareFacts>;
+export type ReportedT = Static<typeof Reported>;
+export type LatencySummaryT = Static<typeof LatencySummary>;
+export type TelemetryT = Static<typeof Telemetry>;
+export type DeviceEventT = Static<typeof DeviceEvent>;
+export type EventTypeT = (typeof EVENT_TYPES)[number];
+export type BlobRequestT = Static<typeof BlobRequest>;
+export type BlobFrameHeaderT = Static<typeof BlobFrameHeader>;
+export type CommandT = Static<typeof Command>;
+export type CommandResultT = Static<typeof CommandResult>;
+export type LabelsT = Static<typeof Labels>;
