@@ -121,7 +121,7 @@ export const Presence = Type.Union([PresenceOnline, PresenceOffline]);
 
 /** Agent deployment phases (DESIGN §4). */
 export const DEPLOYMENT_PHASES = ['received', 'downloading', 'verifying', 'probing', 'trial', 'committed', 'rolled_back', 'failed'] as const;
-export const DeploymentPhase = Type.Union(DEPLOYMENT_PHASES.map((p) => Type.Literal(p)));
+export const DeploymentPhase = Type.Enum(DEPLOYMENT_PHASES);
 
 export const ActiveBundle = closed({ name: ModelName, version: SemVer, digest: Sha256Hex, deploymentId: Type.String({ maxLength: 64 }) });
 export const DeploymentStatus = closed({
@@ -169,7 +169,7 @@ export const EVENT_TYPES = ['deployment', 'desired_rejected', 'inference_error']
 export const DeviceEvent = closed({
   eventId: Type.String({ pattern: '^[A-Za-z0-9_-]{8,64}$' }),
   ts: EpochMs,
-  type: Type.Union(EVENT_TYPES.map((t) => Type.Literal(t))),
+  type: Type.Enum(EVENT_TYPES),
   deploymentId: Type.Optional(Type.String({ maxLength: 64 })),
   seq: Type.Optional(Seq),
   phase: Type.Optional(DeploymentPhase),
@@ -199,7 +199,7 @@ export const Transaction = Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' });
 export const COMMANDS = ['rollback', 'capture', 'reload'] as const;
 export const Command = closed({
   transaction: Transaction,
-  command: Type.Union(COMMANDS.map((c) => Type.Literal(c))),
+  command: Type.Enum(COMMANDS),
   args: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
 });
 export const CommandResult = closed({

@@ -1,0 +1,141 @@
+/**
+ * buildHub(config): composes the infrastructure and the modules into one fastify instance.
+ * It never listens — `server.ts` does — so tests build a hub and use `inject()`.
+ *
+ * Composition order matters only where stated: infrastructure first, then the modules, each an
+ * encapsulated plugin that owns its routes, MQTT handlers, tables and jobs.
+ */
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import { pino, type Logger } from 'pino';
+import { join } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import type { HubConfig } from './infra/config.js';
+import { openDatabase } from './infra/db.js';
+import { createEmbeddedBroker, type EmbeddedBroker } from './infra/broker.js';
+import { EventBus } from './infra/bus.js';
+import { loadOrCreateKeys } from './infra/keys.js';
+import { createMetrics } from './infra/metrics.js';
+import { bearerToken, loadOrCreateAdminToken, type TokenCheck } from './infra/auth.js';
+import { HubError } from './infra/errors.js';
+import type { HubContext } from './infra/context.js';
+import { DevicesRepository } from './modules/devices/devices.repository.js';
+import { RegistryRepository } from './modules/registry/registry.repository.js';
+import { BlobStore } from './modules/registry/blob-store.js';
+import { DeploymentsRepository } from './modules/deployments/deployments.repository.js';
+import { TelemetryRepository } from './modules/telemetry/telemetry.repository.js';
+import devicesPlugin from './modules/devices/devices.plugin.js';
+import registryPlugin from './modules/registry/registry.plugin.js';
+import deploymentsPlugin from './modules/deployments/deployments.plugin.js';
+import blobsPlugin from './modules/blobs/blobs.plugin.js';
+import telemetryPlugin from './modules/telemetry/telemetry.plugin.js';
+import consolePlugin from './modules/console/console.plugin.js';
+
+export interface Hub {
+  app: FastifyInstance;
+  ctx: HubContext;
+  broker: EmbeddedBroker;
+  adminToken: TokenCheck;
+}
+
+export interface BuildHubOptions {
+  logger?: Logger;
+  clock?: () => number;
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Routes reachable without an API token. */
+    public?: boolean;
+  }
+}
+
+export async function buildHub(config: HubConfig, options: BuildHubOptions = {}): Promise<Hub> {
+  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  const logger = options.logger ?? pino({ level: config.logLevel, redact: ['req.headers.authorization', 'headers.authorization'] });
+  const clock = options.clock ?? Date.now;
+  const metrics = createMetrics();
+  const db = openDatabase(join(config.dataDir, 'cairn.db'));
+  const keys = loadOrCreateKeys(config.dataDir, clock());
+  const adminToken = loadOrCreateAdminToken(config.dataDir);
+  const broker = await createEmbeddedBroker(logger.child({ component: 'broker' }), {
+    denied(action, reason, clientId, topic) {
+      metrics.deniedMqtt.inc({ action, reason });
+      logger.warn({ action, reason, clientId, topic }, 'mqtt access denied');
+    },
+  });
+  const ctx: HubContext = {
+    config,
+    logger,
+    db,
+    broker: broker.port,
+    bus: new EventBus(),
+    keys,
+    metrics,
+    clock,
+    devices: new DevicesRepository(db),
+    registry: new RegistryRepository(db),
+    blobs: new BlobStore(config.dataDir),
+    deployments: new DeploymentsRepository(db),
+    telemetry: new TelemetryRepository(db),
+  };
+
+  const app = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    disableRequestLogging: true,
+    bodyLimit: 1024 * 1024,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
+  });
+
+  app.setErrorHandler((error: FastifyError | HubError, request, reply) => {
+    if (error instanceof HubError) {
+      return reply.code(error.statusCode).send({ statusCode: error.statusCode, code: error.code, error: httpStatusText(error.statusCode), message: error.message });
+    }
+    if (error.validation) {
+      return reply.code(400).send({ statusCode: 400, code: 'CAIRN_BAD_REQUEST', error: 'Bad Request', message: error.message });
+    }
+    const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
+    if (status === 500) request.log.error({ err: error, url: request.url }, 'request failed');
+    return reply.code(status).send({
+      statusCode: status,
+      code: status === 500 ? 'CAIRN_INTERNAL' : (error.code ?? 'CAIRN_BAD_REQUEST'),
+      error: httpStatusText(status),
+      message: status === 500 ? 'internal error; see the hub log' : error.message,
+    });
+  });
+
+  app.addHook('onRequest', async (request) => {
+    if (!request.url.startsWith('/api/') || request.routeOptions.config?.public) return;
+    if (!adminToken.verify(bearerToken(request.headers.authorization))) throw new HubError('CAIRN_UNAUTHORIZED', 401, 'a valid API token is required (Authorization: Bearer <token>)');
+  });
+
+  app.get('/api/v1/trust', { config: { public: true } }, async () => ({
+    rootPublicKey: Buffer.from(keys.rootPublicKey).toString('base64'),
+    rootKeyId: keys.rootKeyId,
+    mqttUrl: config.mqtt.publicUrl ?? `mqtt://${config.mqtt.host}:${config.mqtt.port}`,
+  }));
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/metrics', async (_request, reply) => {
+    metrics.connectedClients.set(broker.port.connectedClients());
+    reply.type(metrics.registry.contentType);
+    return metrics.registry.metrics();
+  });
+
+  const modules = { ctx };
+  await app.register(devicesPlugin, modules);
+  await app.register(registryPlugin, modules);
+  await app.register(deploymentsPlugin, modules);
+  await app.register(blobsPlugin, modules);
+  await app.register(telemetryPlugin, modules);
+  await app.register(consolePlugin, modules);
+
+  app.addHook('onClose', async () => {
+    await broker.close();
+    db.close();
+  });
+
+  return { app, ctx, broker, adminToken };
+}
+
+function httpStatusText(status: number): string {
+  return ({ 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 409: 'Conflict', 413: 'Payload Too Large', 415: 'Unsupported Media Type', 422: 'Unprocessable Entity', 500: 'Internal Server Error' } as Record<number, string>)[status] ?? 'Error';
+}

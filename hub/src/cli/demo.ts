@@ -1,0 +1,85 @@
+/**
+ * `cairn demo`: one command that shows Cairn working — a hub with its embedded broker and
+ * console, a simulated fleet in the same process, and a model deployed to every device.
+ * State lives in the demo's data directory, so a second run resumes where the first stopped.
+ */
+import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { simulateFleet } from '@cairn/agent/sim/fleet.js';
+import { loadHubConfig } from '../infra/config.js';
+import { startHub } from '../server.js';
+import { buildDemoModel } from '../training/demo-model.js';
+import { HubClient, ApiError } from './hub-client.js';
+
+export interface DemoOptions {
+  devices: number;
+  dataDir: string;
+  httpPort: number;
+  mqttPort: number;
+  logLevel: string;
+}
+
+const DEMO_MODEL = 'pdm-demo';
+
+export async function runDemo(options: DemoOptions): Promise<void> {
+  if (!Number.isInteger(options.devices) || options.devices < 1 || options.devices > 5000) throw new Error('--devices must be an integer from 1 to 5000');
+  const config = loadHubConfig({
+    overrides: { dataDir: options.dataDir, logLevel: options.logLevel as 'warn', http: { port: options.httpPort }, mqtt: { port: options.mqttPort } },
+  });
+  const say = (line: string) => console.log(`[demo] ${line}`);
+  const hub = await startHub(config);
+  say(`hub listening: API ${hub.httpUrl}, MQTT ${hub.mqttUrl}`);
+  const token = readFileSync(hub.adminToken.tokenFile, 'utf8').trim();
+  const api = new HubClient(hub.httpUrl, token);
+
+  for (const [version, seed] of [['1.0.0', 1], ['1.1.0', 2]] as const) {
+    try {
+      await api.request('POST', `/api/v1/models?name=${DEMO_MODEL}&version=${version}&description=demo+classifier`, undefined, { raw: buildDemoModel({ seed }).bytes });
+      say(`pushed and signed ${DEMO_MODEL}@${version}`);
+    } catch (err) {
+      if (!(err instanceof ApiError && err.code === 'CAIRN_MODEL_EXISTS')) throw err;
+    }
+  }
+
+  say(`starting ${options.devices} simulated devices…`);
+  const fleet = await simulateFleet({ hubUrl: hub.httpUrl, devices: options.devices, stateRoot: join(config.dataDir, 'fleet'), seed: 1 });
+  const deadline = Date.now() + 60_000;
+  while (hub.ctx.devices.list().filter((d) => d.online).length < options.devices && Date.now() < deadline) await sleep(200);
+  say(`${hub.ctx.devices.list().filter((d) => d.online).length} devices online`);
+
+  const target = hub.ctx.registry.get(DEMO_MODEL, '1.0.0')!;
+  const fleetIds = new Set(fleet.agents.map((a) => a.deviceId));
+  const needing = [...fleetIds].filter((id) => hub.ctx.deployments.desiredFor(id) === null);
+  if (needing.length > 0) {
+    const d = await api.request<{ id: string }>('POST', '/api/v1/deployments', { model: `${DEMO_MODEL}@1.0.0`, deviceIds: needing });
+    say(`deployed ${DEMO_MODEL}@1.0.0 to ${needing.length} devices (deployment ${d.id})`);
+  }
+  while (Date.now() < deadline + 60_000) {
+    const serving = hub.ctx.devices.list().filter((d) => fleetIds.has(d.id) && d.reported?.active).length;
+    if (serving >= fleetIds.size) break;
+    await sleep(250);
+  }
+  const serving = hub.ctx.devices.list().filter((d) => fleetIds.has(d.id) && d.reported?.active?.digest === target.digest).length;
+  say(`${serving}/${fleetIds.size} devices serving ${DEMO_MODEL}@1.0.0`);
+  console.log(`
+  Console:  ${hub.httpUrl}/#token=${token}
+  CLI:      export CAIRN_HUB_URL=${hub.httpUrl} CAIRN_TOKEN=$(cat ${hub.adminToken.tokenFile})
+            node hub/dist/cli/main.js device list
+            node hub/dist/cli/main.js deploy --model ${DEMO_MODEL}@1.1.0 --selector site=plant-1
+  Press Ctrl-C to stop.
+`);
+
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) return;
+    stopping = true;
+    say('stopping…');
+    await fleet.stop();
+    await hub.close();
+    process.exit(0);
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

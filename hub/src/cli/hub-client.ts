@@ -1,0 +1,83 @@
+/**
+ * The CLI's client for the hub HTTP API. Finds the hub and token from flags, then
+ * CAIRN_HUB_URL / CAIRN_TOKEN, then the hub's data directory (on the hub's own machine).
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ADMIN_TOKEN_FILE } from '../infra/auth.js';
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface ClientOptions {
+  hub?: string;
+  token?: string;
+  data?: string;
+}
+
+export class HubClient {
+  constructor(
+    readonly baseUrl: string,
+    private readonly token: string | undefined,
+  ) {}
+
+  static from(options: ClientOptions, env: NodeJS.ProcessEnv = process.env): HubClient {
+    const baseUrl = (options.hub ?? env.CAIRN_HUB_URL ?? 'http://127.0.0.1:8080').replace(/\/+$/, '');
+    let token = options.token ?? env.CAIRN_TOKEN;
+    if (!token) {
+      const file = join(options.data ?? env.CAIRN_DATA_DIR ?? './data', ADMIN_TOKEN_FILE);
+      if (existsSync(file)) token = readFileSync(file, 'utf8').trim();
+    }
+    return new HubClient(baseUrl, token);
+  }
+
+  async request<T>(method: string, path: string, body?: unknown, init: { raw?: Buffer | Uint8Array; contentType?: string } = {}): Promise<T> {
+    const headers: Record<string, string> = {};
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    let payload: RequestInit['body'];
+    if (init.raw) {
+      headers['content-type'] = init.contentType ?? 'application/octet-stream';
+      payload = init.raw;
+    } else if (body !== undefined) {
+      headers['content-type'] = 'application/json';
+      payload = JSON.stringify(body);
+    }
+    let response: Response;
+    try {
+      response = await fetch(`${this.baseUrl}${path}`, { method, headers, body: payload });
+    } catch (err) {
+      throw new ApiError(0, 'CAIRN_HUB_UNREACHABLE', `cannot reach the hub at ${this.baseUrl}: ${(err as Error & { cause?: Error }).cause?.message ?? (err as Error).message}`);
+    }
+    const text = await response.text();
+    const json = text ? safeJson(text) : undefined;
+    if (!response.ok) {
+      const e = (json ?? {}) as { code?: string; message?: string };
+      throw new ApiError(response.status, e.code ?? `HTTP_${response.status}`, e.message ?? (text.slice(0, 200) || response.statusText));
+    }
+    return json as T;
+  }
+
+  async download(path: string): Promise<Buffer> {
+    const response = await fetch(`${this.baseUrl}${path}`, { headers: this.token ? { authorization: `Bearer ${this.token}` } : {} });
+    if (!response.ok) {
+      const e = (safeJson(await response.text()) ?? {}) as { code?: string; message?: string };
+      throw new ApiError(response.status, e.code ?? `HTTP_${response.status}`, e.message ?? response.statusText);
+    }
+    return Buffer.from(await response.arrayBuffer());
+  }
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}

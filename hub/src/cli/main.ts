@@ -1,0 +1,210 @@
+#!/usr/bin/env node
+/**
+ * `cairn` — the operator's command line (DESIGN §8). Every command talks to the hub's HTTP API
+ * except `hub` and `demo`, which run one. Failures print one line and exit non-zero; `--json`
+ * prints machine-readable output.
+ */
+import { Command, Option } from 'commander';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { basename } from 'node:path';
+import { loadHubConfig, ConfigError, type HubConfigInput } from '../infra/config.js';
+import { startHub } from '../server.js';
+import { HubClient, ApiError, type ClientOptions } from './hub-client.js';
+import { table, formatBytes } from './output.js';
+import { runDemo } from './demo.js';
+
+const program = new Command();
+program.name('cairn').description('Cairn edge MLOps fleet manager — operator CLI').showHelpAfterError();
+
+const clientOptions = (cmd: Command) =>
+  cmd
+    .option('--hub <url>', 'hub URL (default $CAIRN_HUB_URL or http://127.0.0.1:8080)')
+    .option('--token <token>', 'API token (default $CAIRN_TOKEN or <data>/admin-token)')
+    .option('--data <dir>', "the hub's data directory, to read its admin token on the hub's machine")
+    .option('--json', 'machine-readable output');
+
+type Common = ClientOptions & { json?: boolean };
+const client = (o: Common) => HubClient.from(o);
+const print = (o: Common, json: unknown, text: () => string) => console.log(o.json ? JSON.stringify(json, null, 2) : text());
+
+function hubOverrides(o: { data?: string; http?: string; mqtt?: string; host?: string; logLevel?: string }): HubConfigInput {
+  const overrides: HubConfigInput = {};
+  if (o.data) overrides.dataDir = o.data;
+  if (o.logLevel) overrides.logLevel = o.logLevel as HubConfigInput['logLevel'];
+  if (o.http || o.host) overrides.http = { ...(o.http ? { port: Number(o.http) } : {}), ...(o.host ? { host: o.host } : {}) };
+  if (o.mqtt || o.host) overrides.mqtt = { ...(o.mqtt ? { port: Number(o.mqtt) } : {}), ...(o.host ? { host: o.host } : {}) };
+  return overrides;
+}
+
+program
+  .command('hub')
+  .description('run the hub: HTTP API, embedded MQTT broker, console')
+  .option('--config <file>', 'YAML config file')
+  .option('--data <dir>', 'data directory (default ./data)')
+  .option('--http <port>', 'HTTP port (default 8080)')
+  .option('--mqtt <port>', 'MQTT port (default 1883)')
+  .option('--host <host>', 'address to bind HTTP and MQTT to (default 127.0.0.1)')
+  .option('--log-level <level>', 'fatal|error|warn|info|debug|trace')
+  .action(async (o) => {
+    const config = loadHubConfig({ file: o.config, overrides: hubOverrides(o) });
+    const hub = await startHub(config);
+    console.error(`cairn hub: API ${hub.httpUrl}  MQTT ${hub.mqttUrl}  admin token in ${hub.adminToken.tokenFile}`);
+    const stop = async () => {
+      await hub.close();
+      process.exit(0);
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+
+program
+  .command('demo')
+  .description('hub + embedded broker + simulated fleet + console, with a model deployed')
+  .option('--devices <n>', 'simulated devices', '25')
+  .option('--data <dir>', 'data directory for the demo hub', '.cairn/demo')
+  .option('--http <port>', 'HTTP port', '8080')
+  .option('--mqtt <port>', 'MQTT port', '1883')
+  .option('--log-level <level>', 'hub log level', 'warn')
+  .action(async (o) => {
+    await runDemo({ devices: Number(o.devices), dataDir: o.data, httpPort: Number(o.http), mqttPort: Number(o.mqtt), logLevel: o.logLevel });
+  });
+
+const model = program.command('model').description('model versions in the registry');
+clientOptions(
+  model
+    .command('push <file>')
+    .description('push an ONNX model; the hub validates it with onnxruntime and signs its manifest')
+    .requiredOption('--name <name>', 'model name')
+    .requiredOption('--version <version>', 'semantic version')
+    .option('--description <text>'),
+).action(async (file: string, o: Common & { name: string; version: string; description?: string }) => {
+  const bytes = readFileSync(file);
+  const query = new URLSearchParams({ name: o.name, version: o.version, ...(o.description ? { description: o.description } : {}) });
+  if (!o.json) process.stderr.write(`pushing ${basename(file)} (${formatBytes(bytes.length)})…\n`);
+  const m = await client(o).request<ModelInfo>('POST', `/api/v1/models?${query}`, undefined, { raw: bytes });
+  print(o, m, () => `pushed ${m.name}@${m.version}  release ${m.releaseCounter}  sha256:${m.digest}  ${formatBytes(m.size)}  signed by ${m.signedBy.join(',')}`);
+});
+clientOptions(model.command('list').description('list model versions')).action(async (o: Common) => {
+  const { models } = await client(o).request<{ models: ModelInfo[] }>('GET', '/api/v1/models');
+  print(o, models, () => table(models.map((m) => ({ ...m, model: `${m.name}@${m.version}`, digest: m.digest.slice(0, 12), size: formatBytes(m.size) })), ['model', 'releaseCounter', 'digest', 'size', 'createdAt']));
+});
+clientOptions(model.command('show <ref>').description('show one version (name@version) with its signed manifest')).action(async (ref: string, o: Common) => {
+  const m = await client(o).request<ModelInfo>('GET', `/api/v1/models/${modelPath(ref)}`);
+  print(o, m, () =>
+    [
+      `${m.name}@${m.version}  release ${m.releaseCounter}`,
+      `digest    sha256:${m.digest}`,
+      `size      ${formatBytes(m.size)}`,
+      `created   ${m.createdAt}`,
+      `signed by ${m.signedBy.join(', ')}`,
+      `inputs    ${m.inputs.map((t) => `${t.name} ${t.type}[${t.dims.join(',')}]`).join('; ')}`,
+      `outputs   ${m.outputs.map((t) => `${t.name} ${t.type}[${t.dims.join(',')}]`).join('; ')}`,
+    ].join('\n'),
+  );
+});
+clientOptions(model.command('pull <ref>').description('download the ONNX file of a version').requiredOption('-o, --output <file>')).action(
+  async (ref: string, o: Common & { output: string }) => {
+    const bytes = await client(o).download(`/api/v1/models/${modelPath(ref)}/blob`);
+    writeFileSync(o.output, bytes);
+    print(o, { file: o.output, size: bytes.length }, () => `wrote ${o.output} (${formatBytes(bytes.length)})`);
+  },
+);
+
+clientOptions(
+  program
+    .command('deploy')
+    .description('assign a model version to devices (direct assignment; staged rollouts come later)')
+    .requiredOption('--model <ref>', 'name@version')
+    .addOption(new Option('--device <id...>', 'device ids').conflicts('selector'))
+    .addOption(new Option('--selector <selector>', 'label selector, e.g. "site=plant-1,line in (a,b)"')),
+).action(async (o: Common & { model: string; device?: string[]; selector?: string }) => {
+  if (!o.device && o.selector === undefined) throw new UsageError('give --device ID… or --selector S');
+  const d = await client(o).request<DeploymentInfo>('POST', '/api/v1/deployments', { model: o.model, ...(o.device ? { deviceIds: o.device } : { selector: o.selector }) });
+  print(o, d, () => `deployment ${d.id}: ${d.model} → ${d.devices.length} device(s)`);
+});
+
+const deployment = program.command('deployment').description('deployments made with `cairn deploy`');
+clientOptions(deployment.command('list')).action(async (o: Common) => {
+  const { deployments } = await client(o).request<{ deployments: DeploymentInfo[] }>('GET', '/api/v1/deployments');
+  print(o, deployments, () => table(deployments.map((d) => ({ ...d, devices: d.devices.length, states: d.summary })), ['id', 'model', 'devices', 'states', 'createdAt']));
+});
+clientOptions(deployment.command('show <id>')).action(async (id: string, o: Common) => {
+  const d = await client(o).request<DeploymentInfo>('GET', `/api/v1/deployments/${encodeURIComponent(id)}`);
+  print(o, d, () => `${d.id}  ${d.model}  ${d.createdAt}\n${table(d.devices, ['id', 'seq', 'state', 'reason'])}`);
+});
+
+const device = program.command('device').description('devices of the fleet');
+clientOptions(device.command('list').option('--selector <selector>', 'label selector')).action(async (o: Common & { selector?: string }) => {
+  const query = o.selector ? `?${new URLSearchParams({ selector: o.selector })}` : '';
+  const { devices, total } = await client(o).request<{ devices: DeviceInfo[]; total: number }>('GET', `/api/v1/devices${query}`);
+  print(o, { devices, total }, () =>
+    `${table(
+      devices.map((d) => ({
+        id: d.id,
+        status: d.online ? 'online' : 'offline',
+        model: d.active ? `${d.active.name}@${d.active.version}` : null,
+        phase: d.deployment?.phase,
+        labels: d.labels,
+        lastSeen: d.lastSeenAt,
+      })),
+      ['id', 'status', 'model', 'phase', 'labels', 'lastSeen'],
+    )}\n${total} device(s)`,
+  );
+});
+clientOptions(device.command('show <id>')).action(async (id: string, o: Common) => {
+  const d = await client(o).request<DeviceInfo>('GET', `/api/v1/devices/${encodeURIComponent(id)}`);
+  print(o, d, () => JSON.stringify(d, null, 2));
+});
+clientOptions(device.command('label <id> <changes...>').description('set labels (k=v) or remove them (k-)')).action(async (id: string, changes: string[], o: Common) => {
+  const labels: Record<string, string | null> = {};
+  for (const c of changes) {
+    if (c.endsWith('-') && !c.includes('=')) labels[c.slice(0, -1)] = null;
+    else if (c.includes('=')) labels[c.slice(0, c.indexOf('='))] = c.slice(c.indexOf('=') + 1);
+    else throw new UsageError(`label change ${JSON.stringify(c)} is neither k=v nor k-`);
+  }
+  const d = await client(o).request<DeviceInfo>('PUT', `/api/v1/devices/${encodeURIComponent(id)}/labels`, { labels });
+  print(o, d, () => `${d.id}: ${Object.entries(d.labels).map(([k, v]) => `${k}=${v}`).join(',')}`);
+});
+
+class UsageError extends Error {}
+
+function modelPath(ref: string): string {
+  const at = ref.lastIndexOf('@');
+  if (at <= 0 || at === ref.length - 1) throw new UsageError(`model reference ${JSON.stringify(ref)} is not of the form name@version`);
+  return `${encodeURIComponent(ref.slice(0, at))}/${encodeURIComponent(ref.slice(at + 1))}`;
+}
+
+interface ModelInfo {
+  name: string;
+  version: string;
+  releaseCounter: number;
+  digest: string;
+  size: number;
+  createdAt: string;
+  signedBy: string[];
+  inputs: { name: string; type: string; dims: (number | string)[] }[];
+  outputs: { name: string; type: string; dims: (number | string)[] }[];
+}
+interface DeploymentInfo {
+  id: string;
+  model: string;
+  createdAt: string;
+  devices: { id: string; seq: number; state: string; reason?: string }[];
+  summary: Record<string, number>;
+}
+interface DeviceInfo {
+  id: string;
+  online: boolean;
+  lastSeenAt: string | null;
+  labels: Record<string, string>;
+  active: { name: string; version: string } | null;
+  deployment: { phase: string } | null;
+}
+
+program.parseAsync().catch((err: unknown) => {
+  if (err instanceof ApiError) console.error(`cairn: ${err.message} (${err.code})`);
+  else if (err instanceof ConfigError) console.error(`cairn: ${err.message}`);
+  else if (err instanceof UsageError) console.error(`cairn: ${err.message}`);
+  else console.error(`cairn: ${(err as Error).message ?? String(err)}`);
+  process.exit(1);
+});

@@ -1,0 +1,105 @@
+/**
+ * The broker port: the only way hub modules reach MQTT. The embedded aedes broker implements it
+ * today; an external-broker client (mqtt.js) can implement the same interface, which is why no
+ * module may touch aedes directly.
+ */
+import { createServer, type Server, type AddressInfo } from 'node:net';
+import { Aedes, type AedesPublishPacket } from 'aedes';
+import type { Logger } from 'pino';
+import { aclHooks, type AclObserver } from './broker-acl.js';
+
+export interface PublishOptions {
+  qos: 0 | 1;
+  retain: boolean;
+}
+
+/**
+ * Receives one message. The broker awaits the returned promise before it acknowledges a QoS 1
+ * publish to the device, so a handler that stores the message before resolving guarantees that
+ * nothing acknowledged is lost. Handlers must not throw; a rejection is logged and dropped.
+ */
+export type MessageHandler = (topic: string, payload: Buffer) => void | Promise<void>;
+
+export interface BrokerPort {
+  publish(topic: string, payload: Buffer, options: PublishOptions): Promise<void>;
+  subscribe(filter: string, handler: MessageHandler): Promise<void>;
+  connectedClients(): number;
+  /** Forcibly disconnects a client (a revoked device, a client taking over). */
+  disconnect(clientId: string): void;
+}
+
+export interface EmbeddedBroker {
+  port: BrokerPort;
+  /** Starts accepting MQTT over TCP; resolves with the bound address. */
+  listen(port: number, host: string): Promise<AddressInfo>;
+  close(): Promise<void>;
+}
+
+export async function createEmbeddedBroker(logger: Logger, observer: AclObserver): Promise<EmbeddedBroker> {
+  const hooks = aclHooks(observer);
+  const aedes = await Aedes.createBroker({
+    ...hooks,
+    drainTimeout: 10_000, // a frozen subscriber must not stall delivery to everyone else
+    maxTopicLevels: 8,
+    keepaliveLimit: 600,
+    maxClientsIdLength: 64,
+    concurrency: 1000,
+  });
+  aedes.on('clientError', (client, err) => logger.debug({ clientId: client.id, err: err.message }, 'mqtt client error'));
+  aedes.on('connectionError', (client, err) => logger.debug({ clientId: client?.id, err: err.message }, 'mqtt connection error'));
+
+  const clients = new Map<string, { close(): void }>();
+  aedes.on('clientReady', (client) => clients.set(client.id, client));
+  aedes.on('clientDisconnect', (client) => {
+    if (clients.get(client.id) === client) clients.delete(client.id);
+  });
+
+  let server: Server | null = null;
+  const port: BrokerPort = {
+    publish: (topic, payload, { qos, retain }) =>
+      new Promise((resolve, reject) =>
+        aedes.publish({ cmd: 'publish', topic, payload, qos, retain, dup: false }, (err) => (err ? reject(err) : resolve())),
+      ),
+    subscribe: (filter, handler) =>
+      new Promise((resolve) => {
+        const deliver = (packet: AedesPublishPacket, done: () => void) => {
+          let result: void | Promise<void>;
+          try {
+            result = handler(packet.topic, Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload));
+          } catch (err) {
+            logger.error({ err, topic: packet.topic }, 'message handler threw');
+            return done();
+          }
+          if (result instanceof Promise) {
+            result.catch((err) => logger.error({ err, topic: packet.topic }, 'message handler failed')).finally(done);
+          } else {
+            done();
+          }
+        };
+        aedes.subscribe(filter, deliver, resolve);
+      }),
+    connectedClients: () => aedes.connectedClients,
+    disconnect: (clientId) => clients.get(clientId)?.close(),
+  };
+
+  return {
+    port,
+    listen: (portNumber, host) =>
+      new Promise((resolve, reject) => {
+        server = createServer(aedes.handle);
+        server.once('error', reject);
+        server.listen(portNumber, host, () => resolve(server!.address() as AddressInfo));
+      }),
+    close: async () => {
+      if (server) {
+        const s = server;
+        server = null;
+        await new Promise<void>((resolve) => {
+          s.close(() => resolve());
+          for (const c of clients.values()) c.close();
+        });
+      }
+      await new Promise<void>((resolve) => aedes.close(() => resolve()));
+    },
+  };
+}

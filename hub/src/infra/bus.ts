@@ -1,0 +1,29 @@
+/**
+ * The hub's typed in-process event bus. Modules announce facts here (a device came online, a
+ * deployment was created) and other modules react, without importing each other.
+ */
+import { EventEmitter } from 'node:events';
+import type { DeploymentStatusT, DeviceEventT, TelemetryT } from '@cairn/shared';
+
+export interface HubEvents {
+  'device.presence': { deviceId: string; online: boolean; epoch: number };
+  'device.reported': { deviceId: string; deployment: DeploymentStatusT | null };
+  'device.event': { deviceId: string; event: DeviceEventT };
+  'telemetry.stored': { deviceId: string; telemetry: TelemetryT };
+  'desired.published': { deviceId: string; seq: number; deploymentId: string };
+  'model.pushed': { name: string; version: string; digest: string };
+}
+
+export class EventBus {
+  private readonly emitter = new EventEmitter({ captureRejections: false });
+  constructor() {
+    this.emitter.setMaxListeners(100);
+  }
+  emit<K extends keyof HubEvents>(name: K, payload: HubEvents[K]): void {
+    this.emitter.emit(name, payload);
+  }
+  on<K extends keyof HubEvents>(name: K, listener: (payload: HubEvents[K]) => void): () => void {
+    this.emitter.on(name, listener);
+    return () => this.emitter.off(name, listener);
+  }
+}

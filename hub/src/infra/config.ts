@@ -1,0 +1,126 @@
+/**
+ * Hub configuration: defaults ← YAML file ← environment ← explicit overrides (CLI flags), then
+ * validated against one TypeBox schema with every error listed at once.
+ *
+ * Environment variables are derived from the schema path: `http.port` ↔ `CAIRN_HTTP_PORT`,
+ * `dataDir` ↔ `CAIRN_DATA_DIR`. Values are parsed as JSON when they parse, else kept as strings.
+ */
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { Type, type Static, type TSchema } from 'typebox';
+import { Compile } from 'typebox/compile';
+import { Value } from 'typebox/value';
+import { parse as parseYaml } from 'yaml';
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+const Port = Type.Integer({ minimum: 0, maximum: 65535 });
+export const HubConfigSchema = Type.Object(
+  {
+    dataDir: Type.String({ minLength: 1, default: './data' }),
+    logLevel: Type.Enum(LOG_LEVELS, { default: 'info' }),
+    http: Type.Object(
+      { host: Type.String({ default: '127.0.0.1' }), port: { ...Port, default: 8080 }, bodyLimitMb: Type.Integer({ minimum: 1, maximum: 4096, default: 256 }) },
+      { additionalProperties: false, default: {} },
+    ),
+    mqtt: Type.Object(
+      {
+        host: Type.String({ default: '127.0.0.1' }),
+        port: { ...Port, default: 1883 },
+        /** The URL agents are told to connect to (GET /api/v1/trust); defaults to mqtt://host:port. */
+        publicUrl: Type.Optional(Type.String({ pattern: '^mqtts?://' })),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    desired: Type.Object(
+      {
+        /** Lifetime of a signed desired document; agents refuse expired ones (freeze attacks). */
+        ttlHours: Type.Number({ exclusiveMinimum: 0, default: 168 }),
+        /** Live documents expiring within this many hours are re-signed by the hourly job. */
+        resignWithinHours: Type.Number({ exclusiveMinimum: 0, default: 72 }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    console: Type.Object({ dir: Type.Optional(Type.String()) }, { additionalProperties: false, default: {} }),
+  },
+  { additionalProperties: false },
+);
+
+export type HubConfig = Static<typeof HubConfigSchema>;
+/** Any subset of the config, as given by a file, the environment or CLI flags. */
+export type HubConfigInput = { [K in keyof HubConfig]?: HubConfig[K] extends object ? Partial<HubConfig[K]> : HubConfig[K] };
+
+const validator = Compile(HubConfigSchema);
+
+export class ConfigError extends Error {
+  readonly code = 'CAIRN_CONFIG_INVALID';
+  constructor(readonly problems: string[]) {
+    super(`invalid hub configuration:\n  - ${problems.join('\n  - ')}`);
+  }
+}
+
+export interface LoadConfigOptions {
+  file?: string;
+  env?: NodeJS.ProcessEnv;
+  overrides?: HubConfigInput;
+}
+
+export function loadHubConfig({ file, env = process.env, overrides = {} }: LoadConfigOptions = {}): HubConfig {
+  const problems: string[] = [];
+  let fromFile: unknown = {};
+  if (file) {
+    try {
+      fromFile = parseYaml(readFileSync(file, 'utf8')) ?? {};
+    } catch (err) {
+      problems.push(`${file}: ${(err as Error).message}`);
+    }
+  }
+  const merged = deepMerge(deepMerge(isObject(fromFile) ? fromFile : {}, envOverrides(HubConfigSchema, env, 'CAIRN')), overrides as Record<string, unknown>);
+  const withDefaults = Value.Default(HubConfigSchema, merged);
+  if (!validator.Check(withDefaults)) {
+    for (const e of validator.Errors(withDefaults)) {
+      if (e.keyword === 'boolean') continue;
+      problems.push(`${e.instancePath || '/'}: ${e.message}${e.keyword === 'additionalProperties' ? ` (${JSON.stringify(e.params)})` : ''}`);
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  const config = withDefaults as HubConfig;
+  return { ...config, dataDir: resolve(config.dataDir) };
+}
+
+/** Environment variables named after schema paths, for every leaf of the schema. */
+function envOverrides(schema: TSchema, env: NodeJS.ProcessEnv, prefix: string): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  const properties = (schema as { properties?: Record<string, TSchema> }).properties;
+  if (!properties) return out;
+  for (const [key, sub] of Object.entries(properties)) {
+    const name = `${prefix}_${key.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()}`;
+    if ((sub as { properties?: unknown }).properties) {
+      const nested = envOverrides(sub, env, name);
+      if (Object.keys(nested).length > 0) out[key] = nested;
+    } else if (env[name] !== undefined) {
+      out[key] = parseEnvValue(env[name]!);
+    }
+  }
+  return out;
+}
+
+function parseEnvValue(raw: string): unknown {
+  try {
+    return JSON.parse(raw);
+  } catch {
+    return raw;
+  }
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function deepMerge(a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...a };
+  for (const [k, v] of Object.entries(b)) {
+    if (v === undefined) continue;
+    out[k] = isObject(v) && isObject(out[k]) ? deepMerge(out[k] as Record<string, unknown>, v) : v;
+  }
+  return out;
+}

@@ -1,0 +1,37 @@
+/**
+ * What `buildHub` hands to every module plugin: the shared infrastructure, created once and
+ * composed explicitly. Repositories live here too so that a module can read another module's
+ * state through its repository's methods (never its tables).
+ */
+import type { Logger } from 'pino';
+import type { HubConfig } from './config.js';
+import type { Db } from './db.js';
+import type { BrokerPort } from './broker.js';
+import type { EventBus } from './bus.js';
+import type { HubKeys } from './keys.js';
+import type { HubMetrics } from './metrics.js';
+import type { DevicesRepository } from '../modules/devices/devices.repository.js';
+import type { RegistryRepository } from '../modules/registry/registry.repository.js';
+import type { BlobStore } from '../modules/registry/blob-store.js';
+import type { DeploymentsRepository } from '../modules/deployments/deployments.repository.js';
+import type { TelemetryRepository } from '../modules/telemetry/telemetry.repository.js';
+
+export interface HubContext {
+  config: HubConfig;
+  logger: Logger;
+  db: Db;
+  broker: BrokerPort;
+  bus: EventBus;
+  keys: HubKeys;
+  metrics: HubMetrics;
+  clock: () => number;
+  devices: DevicesRepository;
+  registry: RegistryRepository;
+  blobs: BlobStore;
+  deployments: DeploymentsRepository;
+  telemetry: TelemetryRepository;
+}
+
+export interface ModuleOptions {
+  ctx: HubContext;
+}

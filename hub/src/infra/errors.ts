@@ -1,0 +1,29 @@
+/**
+ * The hub's catalogue of coded errors. Every error an API client can see is created here, so
+ * codes are stable and documented in one place. The root error handler (app.ts) turns a
+ * HubError into `{statusCode, code, error, message}`.
+ */
+export class HubError extends Error {
+  constructor(
+    readonly code: string,
+    readonly statusCode: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'HubError';
+  }
+}
+
+export const Errors = {
+  badRequest: (message: string) => new HubError('CAIRN_BAD_REQUEST', 400, message),
+  badSelector: (message: string) => new HubError('CAIRN_BAD_SELECTOR', 400, message),
+  badModelRef: (ref: string) => new HubError('CAIRN_BAD_MODEL_REF', 400, `model reference ${JSON.stringify(ref)} is not of the form name@version`),
+  unauthorized: () => new HubError('CAIRN_UNAUTHORIZED', 401, 'a valid API token is required (Authorization: Bearer <token>)'),
+  modelNotFound: (ref: string) => new HubError('CAIRN_MODEL_NOT_FOUND', 404, `model ${ref} not found`),
+  deviceNotFound: (ids: string[]) => new HubError('CAIRN_DEVICE_NOT_FOUND', 404, `unknown device${ids.length > 1 ? 's' : ''}: ${ids.slice(0, 10).join(', ')}${ids.length > 10 ? ', …' : ''}`),
+  deploymentNotFound: (id: string) => new HubError('CAIRN_DEPLOYMENT_NOT_FOUND', 404, `deployment ${id} not found`),
+  modelExists: (ref: string) => new HubError('CAIRN_MODEL_EXISTS', 409, `model ${ref} already exists; versions are immutable, push a new version`),
+  noTargets: (what: string) => new HubError('CAIRN_NO_TARGETS', 400, `no device matches ${what}`),
+  invalidModel: (message: string) => new HubError('CAIRN_ONNX_INVALID', 422, message),
+  payloadTooLarge: (limit: number) => new HubError('CAIRN_PAYLOAD_TOO_LARGE', 413, `body exceeds ${limit} bytes`),
+} as const;

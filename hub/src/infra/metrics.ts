@@ -1,0 +1,49 @@
+/**
+ * Prometheus metrics of the hub (prom-client, one registry per hub instance so tests can run
+ * several hubs in one process). Served at GET /metrics.
+ */
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'cairn_hub_' });
+  return {
+    registry,
+    /** Device messages dropped on receipt, by topic kind and reason (not_json, schema, too_large, bad_topic). */
+    rejectedMessages: new Counter({
+      name: 'cairn_hub_rejected_messages_total',
+      help: 'Device MQTT messages dropped on receipt, by topic kind and reason',
+      labelNames: ['kind', 'reason'] as const,
+      registers: [registry],
+    }),
+    receivedMessages: new Counter({
+      name: 'cairn_hub_received_messages_total',
+      help: 'Device MQTT messages accepted, by topic kind',
+      labelNames: ['kind'] as const,
+      registers: [registry],
+    }),
+    deniedMqtt: new Counter({
+      name: 'cairn_hub_mqtt_denied_total',
+      help: 'MQTT publishes and subscriptions refused by the broker access control, by action and reason',
+      labelNames: ['action', 'reason'] as const,
+      registers: [registry],
+    }),
+    connectedClients: new Gauge({ name: 'cairn_hub_mqtt_connected_clients', help: 'MQTT clients connected to the embedded broker', registers: [registry] }),
+    blobChunksServed: new Counter({ name: 'cairn_hub_blob_chunks_served_total', help: 'Blob chunks sent to devices', registers: [registry] }),
+    blobRequestsRefused: new Counter({
+      name: 'cairn_hub_blob_requests_refused_total',
+      help: 'Blob chunk requests refused, by reason',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+    desiredPublished: new Counter({ name: 'cairn_hub_desired_published_total', help: 'Signed desired documents published', registers: [registry] }),
+    deviceRejections: new Counter({
+      name: 'cairn_hub_device_rejections_total',
+      help: 'Desired documents or bundles that devices reported rejecting, by reason',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+  };
+}
+
+export type HubMetrics = ReturnType<typeof createMetrics>;

@@ -1,0 +1,37 @@
+/**
+ * startHub(config): builds the hub and starts listening for HTTP and MQTT. The admin token is
+ * never logged; only the path of the file that holds it.
+ */
+import type { AddressInfo } from 'node:net';
+import { buildHub, type BuildHubOptions, type Hub } from './app.js';
+import type { HubConfig } from './infra/config.js';
+
+export interface RunningHub extends Hub {
+  httpUrl: string;
+  mqttUrl: string;
+  close(): Promise<void>;
+}
+
+export async function startHub(config: HubConfig, options: BuildHubOptions = {}): Promise<RunningHub> {
+  const hub = await buildHub(config, options);
+  try {
+    const mqtt: AddressInfo = await hub.broker.listen(config.mqtt.port, config.mqtt.host);
+    // Agents learn the broker address from GET /api/v1/trust; with port 0 it is only known now.
+    if (config.mqtt.port === 0 && !config.mqtt.publicUrl) config.mqtt.port = mqtt.port;
+    await hub.app.listen({ port: config.http.port, host: config.http.host });
+    const http = hub.app.server.address() as AddressInfo;
+    const httpUrl = `http://${formatHost(http.address)}:${http.port}`;
+    const mqttUrl = `mqtt://${formatHost(mqtt.address)}:${mqtt.port}`;
+    for (const [host, what] of [[config.http.host, 'HTTP'], [config.mqtt.host, 'MQTT']] as const) {
+      if (!isLoopback(host)) hub.ctx.logger.warn({ host }, `${what} listens beyond loopback without TLS; TLS support arrives with the security capability`);
+    }
+    hub.ctx.logger.info({ http: httpUrl, mqtt: mqttUrl, dataDir: config.dataDir, adminTokenFile: hub.adminToken.tokenFile }, 'hub listening');
+    return { ...hub, httpUrl, mqttUrl, close: () => hub.app.close() };
+  } catch (err) {
+    await hub.app.close();
+    throw err;
+  }
+}
+
+const formatHost = (address: string) => (address.includes(':') ? `[${address}]` : address);
+const isLoopback = (host: string) => host === 'localhost' || host.startsWith('127.') || host === '::1';
