@@ -1,0 +1,113 @@
+/**
+ * System test: the real `cairn` and `cairn-agent` executables as separate processes, talking
+ * over real sockets — what an operator and a device actually run.
+ */
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { buildDemoModel } from '@cairn/hub/training/demo-model.js';
+import { waitFor } from '../helpers/wait.js';
+
+const ROOT = resolve(import.meta.dirname, '../../..');
+const CAIRN = join(ROOT, 'hub/dist/cli/main.js');
+const CAIRN_AGENT = join(ROOT, 'agent/dist/cli/main.js');
+const run = promisify(execFile);
+
+function spawnLogged(t: TestContext, args: string[], env: NodeJS.ProcessEnv = {}): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
+  const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout!.on('data', (d) => (output += d));
+  child.stderr!.on('data', (d) => (output += d));
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  t.after(async () => {
+    if (child.exitCode === null) {
+      child.kill('SIGKILL');
+      await exited;
+    }
+  });
+  return { child, output: () => output, exited };
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolvePort) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolvePort(port));
+    });
+  });
+}
+
+test('cairn hub + cairn-agent run as processes: push, deploy, serve, graceful stop', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'cairn-system-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dataDir = join(dir, 'hub-data');
+
+  const hub = spawnLogged(t, [CAIRN, 'hub', '--data', dataDir, '--http', '0', '--mqtt', '0', '--log-level', 'warn']);
+  const banner = await waitFor('hub banner', () => /API (http:\/\/\S+)\s+MQTT (mqtt:\/\/\S+)/.exec(hub.output()), { timeoutMs: 60_000 });
+  const hubUrl = banner[1]!;
+  const cli = async (...args: string[]) => JSON.parse((await run(process.execPath, [CAIRN, ...args, '--hub', hubUrl, '--data', dataDir, '--json'])).stdout);
+
+  const modelFile = join(dir, 'model.onnx');
+  writeFileSync(modelFile, buildDemoModel({ seed: 11 }).bytes);
+  const pushed = await cli('model', 'push', modelFile, '--name', 'vib', '--version', '2.0.0');
+  assert.equal(pushed.version, '2.0.0');
+
+  const trust = (await (await fetch(`${hubUrl}/api/v1/trust`)).json()) as { rootPublicKey: string; mqttUrl: string };
+  const apiPort = await freePort();
+  const config = join(dir, 'agent.yaml');
+  writeFileSync(
+    config,
+    [
+      'deviceId: pump-12',
+      'stateDir: ./agent-state',
+      `mqttUrl: ${trust.mqttUrl}`,
+      `rootPublicKey: "${trust.rootPublicKey}"`,
+      'labels: { site: plant-9, line: c }',
+      `api: { host: 127.0.0.1, port: ${apiPort} }`,
+      'telemetryIntervalMs: 500',
+      'source: { kind: simulated, intervalMs: 50 }',
+      'logLevel: warn',
+    ].join('\n'),
+  );
+  const agent = spawnLogged(t, [CAIRN_AGENT, 'run', '--config', config]);
+  await waitFor('pump-12 online', async () => (await cli('device', 'list', '--selector', 'site=plant-9')).devices[0]?.online === true, { timeoutMs: 60_000 });
+
+  const deployment = await cli('deploy', '--model', 'vib@2.0.0', '--selector', 'line=c');
+  assert.equal(deployment.devices.length, 1);
+  await waitFor('committed', async () => (await cli('deployment', 'show', deployment.id)).devices[0].state === 'committed', { timeoutMs: 60_000 });
+
+  const response = await fetch(`http://127.0.0.1:${apiPort}/v1/infer`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ inputs: { features: { dims: [2, 16], data: Array.from({ length: 32 }, (_, i) => i / 32) } } }),
+  });
+  assert.equal(response.status, 200);
+  const body = (await response.json()) as { outputs: { probabilities: { dims: number[]; data: number[] } } };
+  assert.deepEqual(body.outputs.probabilities.dims, [2, 4]);
+  const rowSum = body.outputs.probabilities.data.slice(0, 4).reduce((a, b) => a + b, 0);
+  assert.ok(Math.abs(rowSum - 1) < 1e-4, 'softmax rows sum to 1');
+  const bad = await fetch(`http://127.0.0.1:${apiPort}/v1/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"inputs":' });
+  assert.equal(bad.status, 400);
+
+  const token = readFileSync(join(dataDir, 'admin-token'), 'utf8').trim();
+  await waitFor('telemetry stored', async () => {
+    const r = await fetch(`${hubUrl}/api/v1/devices/pump-12/telemetry`, { headers: { authorization: `Bearer ${token}` } });
+    return ((await r.json()) as { points: unknown[] }).points.length > 0;
+  });
+
+  agent.child.kill('SIGTERM');
+  assert.equal(await agent.exited, 0, agent.output());
+  await waitFor('graceful offline reaches the hub', async () => (await cli('device', 'show', 'pump-12')).online === false);
+
+  const failing = await run(process.execPath, [CAIRN, 'deploy', '--model', 'vib@9.9.9', '--device', 'pump-12', '--hub', hubUrl, '--data', dataDir]).catch((e: { code: number; stderr: string }) => e);
+  assert.equal((failing as { code: number }).code, 1);
+  assert.match((failing as { stderr: string }).stderr, /^cairn: model vib@9\.9\.9 not found \(CAIRN_MODEL_NOT_FOUND\)\n$/);
+
+  hub.child.kill('SIGTERM');
+  assert.equal(await hub.exited, 0, hub.output());
+});
