@@ -5,7 +5,7 @@
  * Composition order matters only where stated: infrastructure first, then the modules, each an
  * encapsulated plugin that owns its routes, MQTT handlers, tables and jobs.
  */
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import { pino, type Logger } from 'pino';
 import { join } from 'node:path';
 import { mkdirSync } from 'node:fs';
@@ -81,7 +81,7 @@ export async function buildHub(config: HubConfig, options: BuildHubOptions = {})
 
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }), // request lines are noise at fleet scale; errors are still logged
     bodyLimit: 1024 * 1024,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
   });
@@ -113,6 +113,7 @@ export async function buildHub(config: HubConfig, options: BuildHubOptions = {})
     rootKeyId: keys.rootKeyId,
     mqttUrl: config.mqtt.publicUrl ?? `mqtt://${config.mqtt.host}:${config.mqtt.port}`,
   }));
+  app.get('/api/v1/keys', async () => ({ keyringVersion: keys.signedKeyring.keyring.version, keyringExpiresAt: new Date(keys.signedKeyring.keyring.expiresAt).toISOString(), keys: keys.describe() }));
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/metrics', async (_request, reply) => {
     metrics.connectedClients.set(broker.port.connectedClients());

@@ -19,6 +19,15 @@ test('every /api route needs the admin token, except trust; errors are coded', a
   assert.equal(Buffer.from(trust.rootPublicKey, 'base64').length, 32);
   assert.equal(trust.mqttUrl, hub.mqttUrl);
   assert.equal((await hub.api('GET', '/api/v1/devices')).status, 200);
+  const keys = await hub.api('GET', '/api/v1/keys');
+  assert.deepEqual(keys.body.keys.map((k: { role: string }) => k.role), ['root', 'release', 'director']);
+  assert.equal(keys.body.keys[0].publicKey, trust.rootPublicKey);
+  // No secret seed appears anywhere in the answer.
+  const { readFileSync } = await import('node:fs');
+  for (const role of ['root', 'release', 'director']) {
+    const seed = readFileSync(`${hub.dataDir}/keys/${role}.key`, 'utf8').trim();
+    assert.ok(!JSON.stringify(keys.body).includes(seed), role);
+  }
 });
 
 test('push validates with onnxruntime, stores content-addressed and signs a manifest the agent verifier accepts', async (t) => {

@@ -133,6 +133,17 @@ clientOptions(deployment.command('show <id>')).action(async (id: string, o: Comm
   print(o, d, () => `${d.id}  ${d.model}  ${d.createdAt}\n${table(d.devices, ['id', 'seq', 'state', 'reason'])}`);
 });
 
+const keysCommand = program.command('keys').description("the hub's signing keys (public halves only)");
+clientOptions(keysCommand.command('show').description('root key to pin on devices, and the keyring')).action(async (o: Common) => {
+  const info = await client(o).request<{ keyringVersion: number; keyringExpiresAt: string; keys: { keyId: string; role: string; publicKey: string; expiresAt: number }[] }>('GET', '/api/v1/keys');
+  print(o, info, () =>
+    `keyring v${info.keyringVersion}, expires ${info.keyringExpiresAt}\n${table(
+      info.keys.map((k) => ({ ...k, expires: k.expiresAt ? new Date(k.expiresAt).toISOString() : 'never' })),
+      ['role', 'keyId', 'publicKey', 'expires'],
+    )}\nPin the root publicKey on devices as rootPublicKey in agent.yaml.`,
+  );
+});
+
 const device = program.command('device').description('devices of the fleet');
 clientOptions(device.command('list').option('--selector <selector>', 'label selector')).action(async (o: Common & { selector?: string }) => {
   const query = o.selector ? `?${new URLSearchParams({ selector: o.selector })}` : '';

@@ -22,7 +22,8 @@ export const SemVer = Type.String({ pattern: '^(0|[1-9]\\d*)\\.(0|[1-9]\\d*)\\.(
 export const ModelName = Type.String({ pattern: '^[a-z0-9][a-z0-9._-]{0,63}$' });
 export const LabelKey = Type.String({ pattern: '^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?$' });
 export const LabelValue = Type.String({ pattern: '^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?$' });
-export const Labels = Type.Record(LabelKey, LabelValue, { maxProperties: 64 });
+// additionalProperties: false, or a key that fails LabelKey would simply escape patternProperties unchecked.
+export const Labels = Type.Record(LabelKey, LabelValue, { maxProperties: 64, additionalProperties: false });
 
 // ---------------------------------------------------------------------------------------------
 // Signatures and keys

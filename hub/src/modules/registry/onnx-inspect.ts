@@ -9,14 +9,11 @@
  * - a model without inputs or outputs, or with a non-float32 (or non-tensor) input or output,
  *   because the agent feeds and reads float32 tensors only for now.
  * Errors reading the file itself (e.g. ENOENT) are not model problems and propagate unchanged.
- *
- * The import has no `.js` suffix on purpose: the agent's package `exports` maps `./*` to
- * `./dist/*.js`, so the suffix would resolve to `worker-runtime.js.js`.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import type { TensorSpecT } from '@cairn/shared';
-import { createWorkerRuntime, ModelRuntimeError } from '@cairn/agent/components/runtime/worker-runtime';
+import { createWorkerRuntime, ModelRuntimeError } from '@cairn/agent/components/runtime/worker-runtime.js';
 
 export class OnnxLoadError extends Error {
   readonly code = 'CAIRN_ONNX_INVALID';

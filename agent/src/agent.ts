@@ -1,0 +1,274 @@
+/**
+ * The agent: its components, composed explicitly. Each component's constructor does nothing;
+ * `start()` brings them up in dependency order and `stop()` takes them down in reverse.
+ *
+ *   state store → blob store → runtime → reconciler (serves the persisted bundle, offline) →
+ *   local API, simulated source, telemetry → connection (in the background) → resume convergence
+ *
+ * Messages from the broker are routed here by topic kind, so every component sees only the
+ * payloads it owns. Nothing a peer sends can crash the agent: bad payloads are dropped and
+ * counted (`status.dropped`), refused desired documents are counted (`status.rejected`).
+ */
+import pino, { type Logger } from 'pino';
+import { AGENT_VERSION } from './version.js';
+import type { AgentConfig } from './config.js';
+import { BlobStore } from './adapters/blob-store.js';
+import type { ActiveBundleT, DeploymentStatusT, DeviceEventT, HubToAgentKind } from '@cairn/shared';
+import type { ModelRuntime } from './components/runtime/types.js';
+import { createWorkerRuntime } from './components/runtime/worker-runtime.js';
+import { StateStore } from './components/state-store.js';
+import { Connection, type BackoffOptions, type ConnectionState } from './components/connection.js';
+import { DropCounter } from './components/drop-counter.js';
+import { EventPublisher } from './components/events.js';
+import { Downloader, type DownloadProgress } from './components/downloader.js';
+import { ActiveModel } from './components/active-model.js';
+import { InferenceStats } from './components/inference-stats.js';
+import { Pipeline } from './components/pipeline.js';
+import { Reconciler } from './components/reconciler.js';
+import { ReportedPublisher, activeBundleOf } from './components/reported.js';
+import { TelemetryReporter } from './components/telemetry.js';
+import { SimulatedSource } from './components/simulated-source.js';
+import { LocalApi } from './components/local-api.js';
+import { CommandHandler } from './components/commands.js';
+import { seedFromString } from './components/prng.js';
+
+/** Knobs for tests and the simulator; production uses the defaults. */
+export interface AgentTuning {
+  /** Reconnect backoff; default base 1 s, cap 30 s (full jitter). */
+  reconnect?: BackoffOptions;
+  /** Re-request missing blob chunks after this long without progress; default 15 s. */
+  chunkTimeoutMs?: number;
+  /** Such re-requests in a row before a download fails; default 6. */
+  chunkRetries?: number;
+  /** MQTT keepalive in seconds; default 30. */
+  keepaliveSec?: number;
+}
+
+export interface AgentDeps {
+  /** A runtime shared with other agents (the simulator); the agent then does not close it. */
+  runtime?: ModelRuntime;
+  logger?: Logger;
+  clock?: () => number;
+  tuning?: AgentTuning;
+}
+
+export interface AgentStatus {
+  deviceId: string;
+  agentVersion: string;
+  running: boolean;
+  connection: { state: ConnectionState; epoch: number; connects: number; lastError: string | null };
+  connected: boolean;
+  /** What is served right now. */
+  active: ActiveBundleT | null;
+  deployment: DeploymentStatusT | null;
+  lastDesiredSeq: number;
+  keyringVersion: number;
+  /** Whether a convergence (download, verification, load) is running. */
+  converging: boolean;
+  download: DownloadProgress | null;
+  /** Payloads dropped, by `<topic kind>:<reason>`. */
+  dropped: Record<string, number>;
+  /** Desired documents refused, by reason. */
+  rejected: Record<string, number>;
+  nextTelemetrySeq: number;
+  telemetrySent: number;
+  inferences: { total: number; errors: number };
+  api: { port: number; requests: number; errors: number } | null;
+  recentEvents: readonly DeviceEventT[];
+}
+
+export interface Agent {
+  readonly deviceId: string;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  /** A snapshot of the agent's state, for tests and diagnostics. */
+  readonly status: AgentStatus;
+}
+
+export function createAgent(config: AgentConfig, deps: AgentDeps = {}): Agent {
+  return new CairnAgent(config, deps);
+}
+
+class CairnAgent implements Agent {
+  readonly deviceId: string;
+  private readonly logger: Logger;
+  private readonly clock: () => number;
+  private readonly ownsRuntime: boolean;
+  private runtime: ModelRuntime | null;
+  private running = false;
+
+  private readonly drops: DropCounter;
+  private readonly state: StateStore;
+  private readonly blobs: BlobStore;
+  private readonly connection: Connection;
+  private readonly events: EventPublisher;
+  private readonly downloader: Downloader;
+  private readonly active: ActiveModel;
+  private readonly stats: InferenceStats;
+  private readonly pipeline: Pipeline;
+  private readonly reported: ReportedPublisher;
+  private readonly telemetry: TelemetryReporter;
+  private readonly commands: CommandHandler;
+  private readonly reconciler: Reconciler;
+  private readonly source: SimulatedSource | null;
+  private readonly api: LocalApi | null;
+
+  constructor(
+    private readonly config: AgentConfig,
+    deps: AgentDeps,
+  ) {
+    this.deviceId = config.deviceId;
+    this.clock = deps.clock ?? Date.now;
+    this.logger = (deps.logger ?? pino({ level: config.logLevel })).child({ deviceId: config.deviceId });
+    this.ownsRuntime = deps.runtime === undefined;
+    this.runtime = deps.runtime ?? null;
+    const tuning = deps.tuning ?? {};
+    const log = (component: string): Logger => this.logger.child({ component });
+
+    this.drops = new DropCounter(log('inbox'));
+    this.state = new StateStore({ stateDir: config.stateDir, logger: log('state'), clock: this.clock });
+    this.blobs = new BlobStore(config.stateDir);
+    this.connection = new Connection({
+      deviceId: config.deviceId,
+      mqttUrl: config.mqttUrl,
+      agentVersion: AGENT_VERSION,
+      state: this.state,
+      drops: this.drops,
+      logger: log('connection'),
+      clock: this.clock,
+      ...(tuning.reconnect ? { backoff: tuning.reconnect } : {}),
+      ...(tuning.keepaliveSec ? { keepaliveSec: tuning.keepaliveSec } : {}),
+    });
+    this.events = new EventPublisher(this.connection, this.clock, log('events'));
+    this.downloader = new Downloader({
+      connection: this.connection,
+      blobs: this.blobs,
+      drops: this.drops,
+      logger: log('downloader'),
+      ...(tuning.chunkTimeoutMs ? { chunkTimeoutMs: tuning.chunkTimeoutMs } : {}),
+      ...(tuning.chunkRetries !== undefined ? { maxRetries: tuning.chunkRetries } : {}),
+    });
+    this.active = new ActiveModel(log('model'));
+    this.stats = new InferenceStats();
+    this.pipeline = new Pipeline(this.active, this.stats);
+    this.reported = new ReportedPublisher({ connection: this.connection, state: this.state, labels: config.labels, agentVersion: AGENT_VERSION, clock: this.clock, logger: log('reported') });
+    this.telemetry = new TelemetryReporter({ intervalMs: config.telemetryIntervalMs, stats: this.stats, connection: this.connection, state: this.state, clock: this.clock, logger: log('telemetry') });
+    this.reconciler = new Reconciler({
+      deviceId: config.deviceId,
+      rootPublicKey: new Uint8Array(Buffer.from(config.rootPublicKey, 'base64')),
+      agentVersion: AGENT_VERSION,
+      state: this.state,
+      blobs: this.blobs,
+      downloader: this.downloader,
+      runtime: () => this.requireRuntime(),
+      active: this.active,
+      events: this.events,
+      drops: this.drops,
+      logger: log('reconciler'),
+      clock: this.clock,
+      onChange: () => this.reported.publish(),
+    });
+    this.commands = new CommandHandler(this.connection, this.drops, log('commands'));
+    this.source =
+      config.source.kind === 'simulated'
+        ? new SimulatedSource({ intervalMs: config.source.intervalMs, seed: config.source.seed ?? seedFromString(config.deviceId), active: this.active, pipeline: this.pipeline, logger: log('source') })
+        : null;
+    this.api = config.api === false ? null : new LocalApi({ host: config.api.host, port: config.api.port, active: this.active, pipeline: this.pipeline, logger: log('api') });
+  }
+
+  async start(): Promise<void> {
+    if (this.running) return;
+    this.running = true;
+    try {
+      await this.state.start();
+      await this.blobs.start();
+      this.runtime ??= createWorkerRuntime({ intraOpNumThreads: 1 });
+      await this.reconciler.start();
+      this.downloader.start();
+      await this.api?.start();
+      this.source?.start();
+      this.telemetry.start();
+
+      this.connection.on('message', (kind, payload) => this.route(kind, payload));
+      this.connection.on('connect', () => {
+        this.reported.publish();
+        this.downloader.onConnect();
+      });
+      await this.connection.start();
+      this.reconciler.resume();
+      this.logger.info({ agentVersion: AGENT_VERSION, mqttUrl: this.config.mqttUrl, active: this.status.active?.digest ?? null }, 'agent started');
+    } catch (err) {
+      await this.stop().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (!this.running) return;
+    this.running = false;
+    this.source?.stop();
+    this.telemetry.stop();
+    await this.api?.stop();
+    this.downloader.stop();
+    await this.reconciler.stop();
+    await this.connection.stop();
+    this.connection.removeAllListeners();
+    await this.active.stop();
+    if (this.ownsRuntime && this.runtime) {
+      await this.runtime.close();
+      this.runtime = null;
+    }
+    await this.state.stop();
+    this.logger.info('agent stopped');
+  }
+
+  private requireRuntime(): ModelRuntime {
+    if (!this.runtime) throw new Error('the model runtime is not started');
+    return this.runtime;
+  }
+
+  private route(kind: HubToAgentKind, payload: Buffer): void {
+    try {
+      switch (kind) {
+        case 'desired':
+          this.reconciler.onDesired(payload);
+          break;
+        case 'blob/res':
+          this.downloader.onFrame(payload);
+          break;
+        case 'cmd':
+          this.commands.onCommand(payload);
+          break;
+      }
+    } catch (err) {
+      // The message loop never dies: a handler bug drops the one message.
+      this.drops.drop(kind, 'handler_error', (err as Error).message);
+    }
+  }
+
+  get status(): AgentStatus {
+    const s = this.state.state;
+    const current = this.active.current;
+    const apiPort = this.api?.port ?? null;
+    return {
+      deviceId: this.deviceId,
+      agentVersion: AGENT_VERSION,
+      running: this.running,
+      connection: this.connection.status,
+      connected: this.connection.connected,
+      active: current ? activeBundleOf(current.bundle) : null,
+      deployment: s.deployment,
+      lastDesiredSeq: s.lastDesiredSeq,
+      keyringVersion: s.keyringVersion,
+      converging: this.reconciler.busy,
+      download: this.downloader.progress,
+      dropped: this.drops.snapshot(),
+      rejected: this.reconciler.rejected,
+      nextTelemetrySeq: s.nextTelemetrySeq,
+      telemetrySent: this.telemetry.count,
+      inferences: { total: this.stats.totals.inferences, errors: this.stats.totals.errors },
+      api: this.api && apiPort !== null ? { port: apiPort, ...this.api.stats } : null,
+      recentEvents: this.events.recentEvents,
+    };
+  }
+}

@@ -1,0 +1,285 @@
+/**
+ * The agent's configuration: a YAML file (`--config agent.yaml`) plus environment overrides,
+ * validated against one TypeBox schema with every error listed at once.
+ *
+ * Environment overrides are derived from the schema path: `CAIRN_AGENT_` followed by each
+ * property name in SCREAMING_SNAKE_CASE, joined with `_` (`mqttUrl` → `CAIRN_AGENT_MQTT_URL`,
+ * `api.port` → `CAIRN_AGENT_API_PORT`, `source.intervalMs` → `CAIRN_AGENT_SOURCE_INTERVAL_MS`).
+ * Values are read as the schema expects: strings verbatim, numbers and booleans parsed, objects
+ * (`CAIRN_AGENT_LABELS`) as JSON; `CAIRN_AGENT_API=false` disables the local API. An override
+ * wins over the file.
+ *
+ * A relative `stateDir` is resolved against the directory of the config file (or the working
+ * directory when there is no file).
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { Type, type Static, type TSchema } from 'typebox';
+import { Value } from 'typebox/value';
+import { parse as parseYaml } from 'yaml';
+import { DeviceId, Labels, PublicKeyB64, Compile } from '@cairn/shared';
+import { ConfigError } from './errors.js';
+
+export const ENV_PREFIX = 'CAIRN_AGENT';
+
+const closed = { additionalProperties: false } as const;
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+export const ApiConfigSchema = Type.Object(
+  {
+    host: Type.String({ minLength: 1, maxLength: 253, default: '127.0.0.1', description: 'address the local API listens on; keep it on loopback' }),
+    port: Type.Integer({ minimum: 0, maximum: 65535, default: 7070, description: '0 picks a free port' }),
+  },
+  closed,
+);
+
+export const SimulatedSourceSchema = Type.Object(
+  {
+    kind: Type.Literal('simulated'),
+    intervalMs: Type.Integer({ minimum: 10, maximum: 3_600_000, default: 1000 }),
+    /** PRNG seed of the generated inputs; derived from the device id when absent. */
+    seed: Type.Optional(Type.Integer({ minimum: 0, maximum: 2 ** 32 - 1 })),
+  },
+  closed,
+);
+export const NoSourceSchema = Type.Object({ kind: Type.Literal('none') }, closed);
+
+export const AgentConfigSchema = Type.Object(
+  {
+    deviceId: DeviceId,
+    stateDir: Type.String({ minLength: 1 }),
+    mqttUrl: Type.String({ pattern: '^mqtts?://(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?/?$', description: 'mqtt://host:port' }),
+    /** Ed25519 public key of the offline root (base64, 32 bytes): the pinned trust anchor. */
+    rootPublicKey: PublicKeyB64,
+    labels: Labels,
+    api: Type.Union([ApiConfigSchema, Type.Literal(false)]),
+    telemetryIntervalMs: Type.Integer({ minimum: 100, maximum: 86_400_000, default: 10_000 }),
+    source: Type.Union([SimulatedSourceSchema, NoSourceSchema]),
+    logLevel: Type.Enum(LOG_LEVELS, { default: 'info' }),
+  },
+  closed,
+);
+
+export type AgentConfig = Static<typeof AgentConfigSchema>;
+export type ApiConfig = Static<typeof ApiConfigSchema>;
+export type SourceConfig = AgentConfig['source'];
+
+const validator = Compile(AgentConfigSchema);
+
+export interface LoadConfigOptions {
+  /** YAML file; when absent only the environment is read. */
+  path?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Base of a relative stateDir when there is no file; default process.cwd(). */
+  cwd?: string;
+}
+
+/** Reads, merges and validates the configuration. Throws ConfigError listing every problem. */
+export function loadConfig(options: LoadConfigOptions = {}): AgentConfig {
+  const problems: string[] = [];
+  let fromFile: unknown = {};
+  if (options.path !== undefined) {
+    let text: string | undefined;
+    try {
+      text = readFileSync(options.path, 'utf8');
+    } catch (err) {
+      throw new ConfigError([`cannot read ${options.path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`]);
+    }
+    try {
+      fromFile = parseYaml(text) ?? {};
+    } catch (err) {
+      throw new ConfigError([`${options.path} is not valid YAML: ${(err as Error).message.split('\n')[0]}`]);
+    }
+    if (typeof fromFile !== 'object' || Array.isArray(fromFile)) throw new ConfigError([`${options.path} must hold a mapping of settings`]);
+  }
+  const merged = structuredClone(fromFile) as Record<string, unknown>;
+  applyEnvOverrides(AgentConfigSchema, merged, options.env ?? process.env, problems);
+  const config = parseConfig(merged, problems);
+  const base = options.path !== undefined ? dirname(resolve(options.path)) : (options.cwd ?? process.cwd());
+  if (!isAbsolute(config.stateDir)) config.stateDir = resolve(base, config.stateDir);
+  return config;
+}
+
+/**
+ * Fills defaults and validates an already-merged value (used by loadConfig and by the fleet
+ * simulator, which builds its configs in code). Throws ConfigError listing every problem.
+ */
+export function parseConfig(input: unknown, earlier: string[] = []): AgentConfig {
+  const problems = [...earlier];
+  const value = applyDefaults(structuredClone(input));
+  if (!validator.Check(value)) problems.push(...describeConfigErrors(value));
+  if (problems.length > 0) throw new ConfigError(problems);
+  return value as AgentConfig;
+}
+
+function applyDefaults(value: unknown): unknown {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return value;
+  const v = value as Record<string, unknown>;
+  v.labels ??= {};
+  v.api ??= {};
+  v.source ??= { kind: 'none' };
+  if (isPlainObject(v.api)) Value.Default(ApiConfigSchema, v.api);
+  if (isPlainObject(v.source) && v.source.kind === 'simulated') Value.Default(SimulatedSourceSchema, v.source);
+  // Top-level defaults by hand: Value.Default trips over the closed `labels` record.
+  for (const [key, schema] of Object.entries(AgentConfigSchema.properties as Record<string, { default?: unknown }>)) {
+    if (v[key] === undefined && schema.default !== undefined) v[key] = structuredClone(schema.default);
+  }
+  return v;
+}
+
+/**
+ * One line per problem, named by its path. Unions are explained through the variant the value
+ * means (by its `kind`, or `false` for `api`), not as a wall of anyOf errors.
+ */
+function describeConfigErrors(value: unknown): string[] {
+  const problems: string[] = [];
+  if (!isPlainObject(value)) return ['the configuration must be a mapping of settings'];
+  const props = AgentConfigSchema.properties as Record<string, TSchema>;
+  for (const key of Object.keys(value)) {
+    if (!(key in props)) problems.push(`${key}: unknown setting`);
+  }
+  for (const [key, schema] of Object.entries(props)) {
+    const field = value[key];
+    if (field === undefined) {
+      problems.push(`${key}: required (or set ${envName([key])})`);
+      continue;
+    }
+    let target: TSchema = schema;
+    if (key === 'api' && field !== false) target = ApiConfigSchema;
+    if (key === 'source') {
+      const kind = isPlainObject(field) ? field.kind : undefined;
+      if (kind === 'simulated') target = SimulatedSourceSchema;
+      else if (kind === 'none') target = NoSourceSchema;
+      else {
+        problems.push(`source.kind: must be 'simulated' or 'none'`);
+        continue;
+      }
+    }
+    for (const error of Value.Errors(target, field)) {
+      if (error.keyword === 'boolean' || error.keyword === 'anyOf') {
+        if (error.keyword === 'anyOf' && error.instancePath === '') problems.push(`${key}: ${describeUnion(key)}`);
+        continue;
+      }
+      const path = [key, ...error.instancePath.split('/').filter(Boolean)].join('.');
+      if (error.keyword === 'additionalProperties') {
+        const extra = (error.params as { additionalProperties?: string[] }).additionalProperties ?? [];
+        for (const name of extra) problems.push(key === 'labels' ? `${path}: '${name}' is not a valid label key` : `${path}.${name}: unknown setting`);
+      } else {
+        problems.push(`${path}: ${error.message}`);
+      }
+    }
+  }
+  return [...new Set(problems)];
+}
+
+function describeUnion(key: string): string {
+  if (key === 'logLevel') return `must be one of ${LOG_LEVELS.join(', ')}`;
+  return 'has an invalid value';
+}
+
+// ---------------------------------------------------------------------------------------------
+// Environment overrides derived from the schema
+
+/** `api.port` → `CAIRN_AGENT_API_PORT`. */
+export function envName(path: string[]): string {
+  return [ENV_PREFIX, ...path.map((p) => p.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase())].join('_');
+}
+
+function applyEnvOverrides(schema: TSchema, target: Record<string, unknown>, env: NodeJS.ProcessEnv, problems: string[]): void {
+  for (const { path, schema: leaf } of schemaPaths(schema, [])) {
+    const name = envName(path);
+    const raw = env[name];
+    if (raw === undefined) continue;
+    const coerced = coerce(leaf, raw);
+    if (!coerced.ok) {
+      problems.push(`${name}: ${coerced.message}`);
+      continue;
+    }
+    setPath(target, path, coerced.value);
+  }
+}
+
+interface SchemaPath {
+  path: string[];
+  schema: TSchema;
+}
+
+/** Every property path in the schema, objects included (so `CAIRN_AGENT_LABELS` and `CAIRN_AGENT_API` exist). */
+function schemaPaths(schema: TSchema, prefix: string[]): SchemaPath[] {
+  const out: SchemaPath[] = [];
+  const seen = new Set<string>();
+  for (const object of objectVariants(schema)) {
+    for (const [key, child] of Object.entries(object.properties as Record<string, TSchema>)) {
+      const path = [...prefix, key];
+      const id = path.join('.');
+      if (!seen.has(id)) {
+        seen.add(id);
+        out.push({ path, schema: child });
+      }
+      for (const nested of schemaPaths(child, path)) {
+        const nestedId = nested.path.join('.');
+        if (!seen.has(nestedId)) {
+          seen.add(nestedId);
+          out.push(nested);
+        }
+      }
+    }
+  }
+  return out;
+}
+
+function objectVariants(schema: TSchema): Array<TSchema & { properties: object }> {
+  const s = schema as { type?: unknown; properties?: unknown; anyOf?: TSchema[] };
+  if (s.type === 'object' && isPlainObject(s.properties)) return [schema as TSchema & { properties: object }];
+  if (Array.isArray(s.anyOf)) return s.anyOf.flatMap(objectVariants);
+  return [];
+}
+
+type Coerced = { ok: true; value: unknown } | { ok: false; message: string };
+
+function coerce(schema: TSchema, raw: string): Coerced {
+  const s = schema as { type?: unknown; const?: unknown; anyOf?: TSchema[] };
+  if (Array.isArray(s.anyOf)) {
+    const variants = s.anyOf as Array<{ type?: unknown; const?: unknown }>;
+    const literal = variants.find((v) => v.const !== undefined && String(v.const) === raw);
+    if (literal) return { ok: true, value: literal.const };
+    if (variants.some((v) => v.type === 'object') && raw.trim().startsWith('{')) return parseJson(raw);
+    return { ok: true, value: raw };
+  }
+  switch (s.type) {
+    case 'integer':
+    case 'number': {
+      const n = Number(raw);
+      return raw.trim() !== '' && Number.isFinite(n) ? { ok: true, value: n } : { ok: false, message: `'${raw}' is not a number` };
+    }
+    case 'boolean':
+      if (raw === 'true' || raw === 'false') return { ok: true, value: raw === 'true' };
+      return { ok: false, message: `'${raw}' is not true or false` };
+    case 'object':
+      return parseJson(raw);
+    default:
+      return { ok: true, value: raw };
+  }
+}
+
+function parseJson(raw: string): Coerced {
+  try {
+    return { ok: true, value: JSON.parse(raw) };
+  } catch {
+    return { ok: false, message: 'must be a JSON object' };
+  }
+}
+
+function setPath(target: Record<string, unknown>, path: string[], value: unknown): void {
+  let node = target;
+  for (const key of path.slice(0, -1)) {
+    if (!isPlainObject(node[key])) node[key] = {};
+    node = node[key] as Record<string, unknown>;
+  }
+  node[path[path.length - 1]!] = value;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}

@@ -1,0 +1,136 @@
+/**
+ * The fleet simulator: N real agents in one process (demos and load tests). Each has its own
+ * device id (`sim-0001`, ...), state directory and MQTT connection, a simulated source and no
+ * local API. They share ONE model runtime with `shareByDigest`, so a model the whole fleet runs
+ * is loaded once. Labels are assigned deterministically from the seed. Agents start in small
+ * batches, each batch waiting (briefly) for its connections, so a large fleet does not stampede
+ * the broker.
+ */
+import { join } from 'node:path';
+import pino, { type Logger } from 'pino';
+import { Type } from 'typebox';
+import { Compile, PublicKeyB64, describeErrors, type LabelsT } from '@cairn/shared';
+import { createAgent, type Agent, type AgentTuning } from '../agent.js';
+import { parseConfig } from '../config.js';
+import { createWorkerRuntime } from '../components/runtime/worker-runtime.js';
+import type { ModelRuntime } from '../components/runtime/types.js';
+import { mulberry32 } from '../components/prng.js';
+import { AgentError } from '../errors.js';
+
+export interface FleetOptions {
+  /** The hub's HTTP base URL; `GET {hubUrl}/api/v1/trust` gives the root key and the broker URL. */
+  hubUrl: string;
+  devices: number;
+  /** Parent of the per-device state directories (`<stateRoot>/sim-0001`, ...). */
+  stateRoot: string;
+  seed?: number;
+  /** Overrides the broker URL the hub advertises. */
+  mqttUrl?: string;
+  telemetryIntervalMs?: number;
+  /** Simulated source interval per agent; default 1000 ms. */
+  sourceIntervalMs?: number;
+  logger?: Logger;
+  /** Agents started together; default 20. */
+  batchSize?: number;
+  /** Shared runtime; by default one is created (shareByDigest) and closed with the fleet. */
+  runtime?: ModelRuntime;
+  tuning?: AgentTuning;
+}
+
+export interface Fleet {
+  agents: Agent[];
+  stop(): Promise<void>;
+}
+
+const TrustResponse = Type.Object({ rootPublicKey: PublicKeyB64, mqttUrl: Type.String({ pattern: '^mqtts?://' }) });
+const trustValidator = Compile(TrustResponse);
+
+const SITES = ['plant-1', 'plant-2'];
+const LINES = ['a', 'b', 'c'];
+const HARDWARE = ['rpi4', 'jetson', 'x86'];
+/** How long a batch may take to connect before the next one starts anyway. */
+const BATCH_CONNECT_WAIT_MS = 5000;
+
+export function simDeviceId(index: number): string {
+  return `sim-${String(index + 1).padStart(4, '0')}`;
+}
+
+/** Deterministic labels for the fleet: the same seed gives every device the same labels. */
+export function simLabels(count: number, seed: number): LabelsT[] {
+  const random = mulberry32(seed);
+  const pick = (values: string[]): string => values[Math.floor(random() * values.length)]!;
+  return Array.from({ length: count }, () => ({ site: pick(SITES), line: pick(LINES), hw: pick(HARDWARE) }));
+}
+
+export async function fetchTrust(hubUrl: string): Promise<{ rootPublicKey: string; mqttUrl: string }> {
+  const url = new URL('/api/v1/trust', hubUrl).toString();
+  let response: Response;
+  try {
+    response = await fetch(url, { signal: AbortSignal.timeout(10_000) });
+  } catch (err) {
+    const cause = (err as Error & { cause?: { code?: string; message?: string } }).cause;
+    throw new AgentError('CAIRN_AGENT_HUB_UNREACHABLE', `cannot reach the hub at ${url}: ${cause?.code ?? cause?.message ?? (err as Error).message}`);
+  }
+  if (!response.ok) throw new AgentError('CAIRN_AGENT_HUB_TRUST', `GET ${url} answered ${response.status}`);
+  const body: unknown = await response.json().catch(() => undefined);
+  if (!trustValidator.Check(body)) throw new AgentError('CAIRN_AGENT_HUB_TRUST', `GET ${url} returned an unexpected body: ${describeErrors(trustValidator, body)}`);
+  return { rootPublicKey: body.rootPublicKey, mqttUrl: body.mqttUrl };
+}
+
+export async function simulateFleet(options: FleetOptions): Promise<Fleet> {
+  if (!Number.isInteger(options.devices) || options.devices < 1) throw new AgentError('CAIRN_AGENT_SIM', `devices must be a positive integer, got ${options.devices}`);
+  const logger = options.logger ?? pino({ level: 'info' });
+  const seed = options.seed ?? 1;
+  const trust = await fetchTrust(options.hubUrl);
+  const mqttUrl = options.mqttUrl ?? trust.mqttUrl;
+  const ownsRuntime = options.runtime === undefined;
+  const runtime = options.runtime ?? createWorkerRuntime({ shareByDigest: true, intraOpNumThreads: 1 });
+  const labels = simLabels(options.devices, seed);
+
+  const agents = labels.map((deviceLabels, i) => {
+    const deviceId = simDeviceId(i);
+    const config = parseConfig({
+      deviceId,
+      stateDir: join(options.stateRoot, deviceId),
+      mqttUrl,
+      rootPublicKey: trust.rootPublicKey,
+      labels: deviceLabels,
+      api: false,
+      telemetryIntervalMs: options.telemetryIntervalMs ?? 10_000,
+      source: { kind: 'simulated', intervalMs: options.sourceIntervalMs ?? 1000, seed: (seed * 7919 + i) >>> 0 },
+      logLevel: logger.level as 'info',
+    });
+    return createAgent(config, { runtime, logger, ...(options.tuning ? { tuning: options.tuning } : {}) });
+  });
+
+  const started: Agent[] = [];
+  const stop = async (): Promise<void> => {
+    await Promise.allSettled(started.map((a) => a.stop()));
+    if (ownsRuntime) await runtime.close();
+  };
+  try {
+    const batchSize = Math.max(1, options.batchSize ?? 20);
+    for (let i = 0; i < agents.length; i += batchSize) {
+      const batch = agents.slice(i, i + batchSize);
+      for (const agent of batch) {
+        await agent.start();
+        started.push(agent);
+      }
+      await waitFor(() => batch.every((a) => a.status.connected), BATCH_CONNECT_WAIT_MS);
+    }
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  logger.info({ devices: agents.length, mqttUrl, seed }, 'simulated fleet started');
+  return { agents, stop };
+}
+
+async function waitFor(condition: () => boolean, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (condition()) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return condition();
+}

@@ -1,0 +1,144 @@
+/**
+ * `npm run bench`: Cairn's benchmarks. Each result is a ratio or a distribution measured in one
+ * run on this machine, never a pass/fail timing. Prints a Markdown section for BENCHMARKS.md and
+ * writes the raw numbers to test-artifacts/bench.json.
+ *
+ * 1. Chunked MQTT transfer of a 4 MB model blob from the hub to one agent (the agent's
+ *    `downloading` → `verifying` events), against a plain loopback TCP copy of the same bytes.
+ * 2. Time from `POST /api/v1/deployments` (what `cairn deploy` calls) to the agent serving the
+ *    new model (its local API answers with the new version), for a small and a 4 MB model.
+ */
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, connect } from 'node:net';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { createAgent, parseConfig, type Agent } from '@cairn/agent';
+import { loadHubConfig, startHub, type RunningHub } from '@cairn/hub';
+import { buildDemoModel } from '@cairn/hub/training/demo-model.js';
+import { writeMlpOnnx } from '@cairn/hub/training/onnx-writer.js';
+import { gaussianArray, mulberry32 } from '@cairn/hub/training/prng.js';
+
+const ROUNDS = 7;
+const silent = pino({ level: 'silent' });
+
+function bigModel(seed: number): Uint8Array {
+  // 1024×1024 float32 weights ≈ 4 MiB: a realistic size for a quantized edge model.
+  const rng = mulberry32(seed);
+  return writeMlpOnnx({
+    inputName: 'features',
+    outputName: 'probabilities',
+    inputSize: 1024,
+    layers: [
+      { inSize: 1024, outSize: 1024, weights: gaussianArray(rng, 1024 * 1024, 0.03), bias: new Float32Array(1024), activation: 'relu' },
+      { inSize: 1024, outSize: 4, weights: gaussianArray(rng, 1024 * 4, 0.03), bias: new Float32Array(4), activation: 'none' },
+    ],
+    softmax: true,
+  });
+}
+
+async function tcpCopyMs(bytes: Uint8Array): Promise<number> {
+  const server = createServer((socket) => socket.end(bytes));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as { port: number };
+  const start = performance.now();
+  await new Promise<void>((resolve, reject) => {
+    let received = 0;
+    const socket = connect(port, '127.0.0.1');
+    socket.on('data', (d) => (received += d.length));
+    socket.on('end', () => (received === bytes.length ? resolve() : reject(new Error(`got ${received} bytes`))));
+    socket.on('error', reject);
+  });
+  const elapsed = performance.now() - start;
+  await new Promise((r) => server.close(r));
+  return elapsed;
+}
+
+async function api(hub: RunningHub, token: string, method: string, path: string, body?: unknown): Promise<any> {
+  const raw = body instanceof Uint8Array;
+  const response = await fetch(hub.httpUrl + path, {
+    method,
+    headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': raw ? 'application/octet-stream' : 'application/json' }) },
+    ...(body === undefined ? {} : { body: raw ? body : JSON.stringify(body) }),
+  });
+  if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${await response.text()}`);
+  return response.json();
+}
+
+const until = async (what: string, probe: () => boolean | Promise<boolean>, timeoutMs = 120_000) => {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await probe())) {
+    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+};
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const fmt = (ms: number) => `${ms.toFixed(1)} ms`;
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'cairn-bench-'));
+  const hub = await startHub(loadHubConfig({ env: {}, overrides: { dataDir: join(dir, 'hub'), logLevel: 'silent', http: { port: 0 }, mqtt: { port: 0 } } }));
+  const token = readFileSync(hub.adminToken.tokenFile, 'utf8').trim();
+  const trust = (await (await fetch(`${hub.httpUrl}/api/v1/trust`)).json()) as { rootPublicKey: string; mqttUrl: string };
+  const agent: Agent = createAgent(
+    parseConfig({ deviceId: 'bench-1', stateDir: join(dir, 'agent'), mqttUrl: trust.mqttUrl, rootPublicKey: trust.rootPublicKey, labels: {}, api: { host: '127.0.0.1', port: 0 }, telemetryIntervalMs: 60_000, source: { kind: 'none' } }),
+    { logger: silent },
+  );
+  await agent.start();
+  await until('agent online', () => hub.ctx.devices.get('bench-1')?.online === true);
+
+  const results = { transfer: [] as { mqttMs: number; tcpMs: number; ratio: number }[], deploySmallMs: [] as number[], deployBigMs: [] as number[], bigBytes: 0 };
+  const serving = async (version: string) => {
+    const response = await fetch(`http://127.0.0.1:${agent.status.api!.port}/healthz`);
+    const body = (await response.json()) as { active?: { version: string } | null };
+    return body.active?.version === version;
+  };
+
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const kind of ['small', 'big'] as const) {
+      const version = `${kind === 'small' ? 1 : 2}.${round}.0`;
+      const bytes = kind === 'small' ? buildDemoModel({ seed: 100 + round }).bytes : bigModel(round);
+      if (kind === 'big') results.bigBytes = bytes.length;
+      await api(hub, token, 'POST', `/api/v1/models?name=bench-${kind}&version=${version}`, bytes);
+      const start = performance.now();
+      await api(hub, token, 'POST', '/api/v1/deployments', { model: `bench-${kind}@${version}`, deviceIds: ['bench-1'] });
+      await until(`serving ${kind} ${version}`, () => serving(version));
+      const elapsed = performance.now() - start;
+      (kind === 'small' ? results.deploySmallMs : results.deployBigMs).push(elapsed);
+      if (kind === 'big') {
+        const events = agent.status.recentEvents.filter((e) => e.type === 'deployment' && e.digest && e.seq === agent.status.lastDesiredSeq);
+        const began = events.find((e) => e.phase === 'downloading')?.ts;
+        const ended = events.find((e) => e.phase === 'verifying')?.ts;
+        if (began === undefined || ended === undefined) throw new Error('missing download events');
+        const mqttMs = Math.max(1, ended - began);
+        const tcpMs = await tcpCopyMs(bytes);
+        results.transfer.push({ mqttMs, tcpMs, ratio: mqttMs / tcpMs });
+      }
+    }
+  }
+  await agent.stop();
+  await hub.close();
+  rmSync(dir, { recursive: true, force: true });
+
+  mkdirSync('test-artifacts', { recursive: true });
+  writeFileSync('test-artifacts/bench.json', JSON.stringify(results, null, 2));
+  const cpu = cpus()[0]?.model ?? 'unknown CPU';
+  console.log(`## Foundation benchmarks — ${new Date().toISOString().slice(0, 10)}
+
+Machine: ${cpus().length} × ${cpu}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${process.platform}/${process.arch}. ${ROUNDS} rounds each, medians.
+
+| benchmark | median | min | max |
+|---|---|---|---|
+| MQTT chunked transfer, ${(results.bigBytes / 2 ** 20).toFixed(2)} MiB blob, hub → agent (download phase) | ${fmt(median(results.transfer.map((r) => r.mqttMs)))} | ${fmt(Math.min(...results.transfer.map((r) => r.mqttMs)))} | ${fmt(Math.max(...results.transfer.map((r) => r.mqttMs)))} |
+| plain loopback TCP copy of the same bytes | ${fmt(median(results.transfer.map((r) => r.tcpMs)))} | ${fmt(Math.min(...results.transfer.map((r) => r.tcpMs)))} | ${fmt(Math.max(...results.transfer.map((r) => r.tcpMs)))} |
+| **ratio MQTT / TCP** (same round) | **${median(results.transfer.map((r) => r.ratio)).toFixed(1)}×** | ${Math.min(...results.transfer.map((r) => r.ratio)).toFixed(1)}× | ${Math.max(...results.transfer.map((r) => r.ratio)).toFixed(1)}× |
+| deploy → serving, demo model (${(buildDemoModel().bytes.length / 1024).toFixed(1)} KiB) | ${fmt(median(results.deploySmallMs))} | ${fmt(Math.min(...results.deploySmallMs))} | ${fmt(Math.max(...results.deploySmallMs))} |
+| deploy → serving, ${(results.bigBytes / 2 ** 20).toFixed(2)} MiB model | ${fmt(median(results.deployBigMs))} | ${fmt(Math.min(...results.deployBigMs))} | ${fmt(Math.max(...results.deployBigMs))} |
+`);
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
