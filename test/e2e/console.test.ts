@@ -1,0 +1,74 @@
+/**
+ * The console in a real browser (Debian's chromium through playwright-core) against a real hub
+ * with a simulated fleet: sign in, see the fleet, filter it, follow a deployment live.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { simulateFleet } from '@cairn/agent';
+import { buildDemoModel } from '@cairn/hub/training/demo-model.js';
+import { startTestHub } from '../helpers/hub.js';
+import { launchBrowser, screenshot } from '../helpers/browser.js';
+import { waitFor } from '../helpers/wait.js';
+
+const DEVICES = 6;
+
+test('fleet page: token sign-in, live device list, selector-style filter, deployment progress', async (t) => {
+  const hub = await startTestHub(t);
+  await hub.api('POST', '/api/v1/models?name=pdm&version=1.0.0', buildDemoModel({ seed: 5 }).bytes);
+  const stateRoot = mkdtempSync(join(tmpdir(), 'cairn-e2e-fleet-'));
+  t.after(() => rmSync(stateRoot, { recursive: true, force: true }));
+  const fleet = await simulateFleet({ hubUrl: hub.httpUrl, devices: DEVICES, stateRoot, seed: 3, telemetryIntervalMs: 500, logger: pino({ level: 'silent' }) });
+  t.after(() => fleet.stop());
+  await waitFor('fleet online', () => hub.ctx.devices.list().filter((d) => d.online).length === DEVICES);
+
+  const browser = await launchBrowser();
+  t.after(() => browser.close());
+  const { page } = browser;
+
+  // Without a token: the sign-in panel; a wrong token is refused with the one error banner.
+  await page.goto(hub.httpUrl);
+  await page.getByTestId('token-input').fill('cairn_not-the-token');
+  await page.getByTestId('sign-in-submit').click();
+  await page.getByTestId('error-banner').waitFor();
+  assert.equal(await page.getByTestId('error-banner').getAttribute('data-error-code'), 'CAIRN_UNAUTHORIZED');
+  await screenshot(page, 'console-signin-refused');
+
+  // The URL `cairn demo` prints signs in and the token leaves the address bar.
+  await page.goto(`${hub.httpUrl}/#token=${hub.token}`);
+  await page.getByTestId('device-row').nth(DEVICES - 1).waitFor();
+  assert.ok(!page.url().includes(hub.token), 'token removed from the address bar');
+  assert.equal(await page.getByTestId('device-row').count(), DEVICES);
+  await waitFor('online counter', async () => (await page.getByTestId('summary-online').textContent())?.trim() === String(DEVICES));
+  const ids = await page.getByTestId('device-row').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-device-id')));
+  assert.deepEqual(ids.sort(), fleet.agents.map((a) => a.deviceId).sort());
+
+  // Filtering by a label shows exactly the devices the hub's selector query returns.
+  const plant1 = (await hub.api('GET', '/api/v1/devices?selector=site%3Dplant-1')).body.devices.map((d: { id: string }) => d.id).sort();
+  assert.ok(plant1.length > 0 && plant1.length < DEVICES, 'the seed spreads devices over sites');
+  await page.getByTestId('device-filter').fill('site=plant-1');
+  await waitFor('filtered rows', async () => (await page.getByTestId('device-row').count()) === plant1.length);
+  const shown = await page.getByTestId('device-row').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-device-id')));
+  assert.deepEqual(shown.sort(), plant1);
+  await page.getByTestId('device-filter').fill('');
+
+  // A deployment made through the API appears in the page without a reload.
+  const deployment = await hub.api('POST', '/api/v1/deployments', { model: 'pdm@1.0.0', selector: 'site=plant-1' });
+  assert.equal(deployment.status, 201);
+  await waitFor(
+    'committed phases in the page',
+    async () => (await page.locator('[data-testid="deployment-phase"][data-phase="committed"]').count()) === plant1.length,
+    { timeoutMs: 60_000 },
+  );
+  const models = await page.locator(`[data-testid="device-row"][data-device-id="${plant1[0]}"] [data-testid="device-model"]`).textContent();
+  assert.match(models ?? '', /pdm@1\.0\.0/);
+  assert.equal((await page.getByTestId('summary-serving').textContent())?.trim(), String(plant1.length));
+  await screenshot(page, 'console-fleet');
+
+  await page.setViewportSize({ width: 390, height: 800 });
+  await screenshot(page, 'console-fleet-narrow');
+  assert.deepEqual(browser.pageErrors, []);
+});
