@@ -30,7 +30,7 @@ import { TelemetryReporter } from './components/telemetry.js';
 import { SimulatedSource } from './components/simulated-source.js';
 import { LocalApi } from './components/local-api.js';
 import { CommandHandler } from './components/commands.js';
-import { seedFromString } from './components/prng.js';
+import { seedFromString } from '@cairn/shared';
 
 /** Knobs for tests and the simulator; production uses the defaults. */
 export interface AgentTuning {

@@ -17,7 +17,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { Type, type Static, type TSchema } from 'typebox';
 import { Value } from 'typebox/value';
 import { parse as parseYaml } from 'yaml';
-import { DeviceId, Labels, PublicKeyB64, Compile } from '@cairn/shared';
+import { DeviceId, Labels, PublicKeyB64, Compile, applyEnvOverrides, envName as sharedEnvName } from '@cairn/shared';
 import { ConfigError } from './errors.js';
 
 export const ENV_PREFIX = 'CAIRN_AGENT';
@@ -94,7 +94,7 @@ export function loadConfig(options: LoadConfigOptions = {}): AgentConfig {
     if (typeof fromFile !== 'object' || Array.isArray(fromFile)) throw new ConfigError([`${options.path} must hold a mapping of settings`]);
   }
   const merged = structuredClone(fromFile) as Record<string, unknown>;
-  applyEnvOverrides(AgentConfigSchema, merged, options.env ?? process.env, problems);
+  applyEnvOverrides(AgentConfigSchema, ENV_PREFIX, merged, options.env ?? process.env, problems);
   const config = parseConfig(merged, problems);
   const base = options.path !== undefined ? dirname(resolve(options.path)) : (options.cwd ?? process.cwd());
   if (!isAbsolute(config.stateDir)) config.stateDir = resolve(base, config.stateDir);
@@ -178,106 +178,9 @@ function describeUnion(key: string): string {
   return 'has an invalid value';
 }
 
-// ---------------------------------------------------------------------------------------------
-// Environment overrides derived from the schema
-
 /** `api.port` → `CAIRN_AGENT_API_PORT`. */
 export function envName(path: string[]): string {
-  return [ENV_PREFIX, ...path.map((p) => p.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase())].join('_');
-}
-
-function applyEnvOverrides(schema: TSchema, target: Record<string, unknown>, env: NodeJS.ProcessEnv, problems: string[]): void {
-  for (const { path, schema: leaf } of schemaPaths(schema, [])) {
-    const name = envName(path);
-    const raw = env[name];
-    if (raw === undefined) continue;
-    const coerced = coerce(leaf, raw);
-    if (!coerced.ok) {
-      problems.push(`${name}: ${coerced.message}`);
-      continue;
-    }
-    setPath(target, path, coerced.value);
-  }
-}
-
-interface SchemaPath {
-  path: string[];
-  schema: TSchema;
-}
-
-/** Every property path in the schema, objects included (so `CAIRN_AGENT_LABELS` and `CAIRN_AGENT_API` exist). */
-function schemaPaths(schema: TSchema, prefix: string[]): SchemaPath[] {
-  const out: SchemaPath[] = [];
-  const seen = new Set<string>();
-  for (const object of objectVariants(schema)) {
-    for (const [key, child] of Object.entries(object.properties as Record<string, TSchema>)) {
-      const path = [...prefix, key];
-      const id = path.join('.');
-      if (!seen.has(id)) {
-        seen.add(id);
-        out.push({ path, schema: child });
-      }
-      for (const nested of schemaPaths(child, path)) {
-        const nestedId = nested.path.join('.');
-        if (!seen.has(nestedId)) {
-          seen.add(nestedId);
-          out.push(nested);
-        }
-      }
-    }
-  }
-  return out;
-}
-
-function objectVariants(schema: TSchema): Array<TSchema & { properties: object }> {
-  const s = schema as { type?: unknown; properties?: unknown; anyOf?: TSchema[] };
-  if (s.type === 'object' && isPlainObject(s.properties)) return [schema as TSchema & { properties: object }];
-  if (Array.isArray(s.anyOf)) return s.anyOf.flatMap(objectVariants);
-  return [];
-}
-
-type Coerced = { ok: true; value: unknown } | { ok: false; message: string };
-
-function coerce(schema: TSchema, raw: string): Coerced {
-  const s = schema as { type?: unknown; const?: unknown; anyOf?: TSchema[] };
-  if (Array.isArray(s.anyOf)) {
-    const variants = s.anyOf as Array<{ type?: unknown; const?: unknown }>;
-    const literal = variants.find((v) => v.const !== undefined && String(v.const) === raw);
-    if (literal) return { ok: true, value: literal.const };
-    if (variants.some((v) => v.type === 'object') && raw.trim().startsWith('{')) return parseJson(raw);
-    return { ok: true, value: raw };
-  }
-  switch (s.type) {
-    case 'integer':
-    case 'number': {
-      const n = Number(raw);
-      return raw.trim() !== '' && Number.isFinite(n) ? { ok: true, value: n } : { ok: false, message: `'${raw}' is not a number` };
-    }
-    case 'boolean':
-      if (raw === 'true' || raw === 'false') return { ok: true, value: raw === 'true' };
-      return { ok: false, message: `'${raw}' is not true or false` };
-    case 'object':
-      return parseJson(raw);
-    default:
-      return { ok: true, value: raw };
-  }
-}
-
-function parseJson(raw: string): Coerced {
-  try {
-    return { ok: true, value: JSON.parse(raw) };
-  } catch {
-    return { ok: false, message: 'must be a JSON object' };
-  }
-}
-
-function setPath(target: Record<string, unknown>, path: string[], value: unknown): void {
-  let node = target;
-  for (const key of path.slice(0, -1)) {
-    if (!isPlainObject(node[key])) node[key] = {};
-    node = node[key] as Record<string, unknown>;
-  }
-  node[path[path.length - 1]!] = value;
+  return sharedEnvName(ENV_PREFIX, path);
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {

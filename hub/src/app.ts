@@ -103,8 +103,11 @@ export async function buildHub(config: HubConfig, options: BuildHubOptions = {})
     });
   });
 
+  // Decided on the matched route pattern, never the raw URL: `/%61pi/v1/…` routes to `/api/v1/…`
+  // but does not start with "/api/" as typed.
   app.addHook('onRequest', async (request) => {
-    if (!request.url.startsWith('/api/') || request.routeOptions.config?.public) return;
+    const route = request.routeOptions.url;
+    if (route === undefined || !route.startsWith('/api/') || request.routeOptions.config?.public) return;
     if (!adminToken.verify(bearerToken(request.headers.authorization))) throw new HubError('CAIRN_UNAUTHORIZED', 401, 'a valid API token is required (Authorization: Bearer <token>)');
   });
 

@@ -10,3 +10,5 @@ export * from './bundle/reasons.js';
 export * from './bundle/trust.js';
 export * from './bundle/semver.js';
 export * from './selector/label-selector.js';
+export * from './random/prng.js';
+export * from './config/env-overrides.js';

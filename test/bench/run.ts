@@ -17,7 +17,7 @@ import { createAgent, parseConfig, type Agent } from '@cairn/agent';
 import { loadHubConfig, startHub, type RunningHub } from '@cairn/hub';
 import { buildDemoModel } from '@cairn/hub/training/demo-model.js';
 import { writeMlpOnnx } from '@cairn/hub/training/onnx-writer.js';
-import { gaussianArray, mulberry32 } from '@cairn/hub/training/prng.js';
+import { gaussianArray, mulberry32 } from '@cairn/shared';
 
 const ROUNDS = 7;
 const silent = pino({ level: 'silent' });

@@ -15,6 +15,14 @@ test('every /api route needs the admin token, except trust; errors are coded', a
     const body = (await response.json()) as { code: string };
     assert.equal(body.code, 'CAIRN_UNAUTHORIZED');
   }
+  // Percent-encoded paths route to the same handlers and must meet the same check.
+  for (const path of ['/%61pi/v1/devices', '/ap%69/v1/keys', '/api/v1/%64evices', '/API/v1/devices', '//api/v1/devices']) {
+    const response = await fetch(`${hub.httpUrl}${path}`);
+    const html = /text\/html/.test(response.headers.get('content-type') ?? ''); // the console's SPA fallback
+    assert.ok(response.status === 401 || response.status === 404 || (response.status === 200 && html), `${path} answered ${response.status}`);
+  }
+  const encodedPost = await fetch(`${hub.httpUrl}/%61pi/v1/deployments`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"model":"a@1.0.0","selector":""}' });
+  assert.equal(encodedPost.status, 401);
   const trust = (await (await fetch(`${hub.httpUrl}/api/v1/trust`)).json()) as { rootPublicKey: string; mqttUrl: string };
   assert.equal(Buffer.from(trust.rootPublicKey, 'base64').length, 32);
   assert.equal(trust.mqttUrl, hub.mqttUrl);

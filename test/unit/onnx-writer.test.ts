@@ -14,7 +14,7 @@ import * as ort from 'onnxruntime-node';
 import onnxProto from 'onnx-proto';
 import { buildDemoModel, DEMO_CLASSES } from '@cairn/hub/training/demo-model.js';
 import { mlpForward, writeMlpOnnx, type MlpLayer, type MlpSpec } from '@cairn/hub/training/onnx-writer.js';
-import { gaussianArray, mulberry32, type Rng } from '@cairn/hub/training/prng.js';
+import { gaussianArray, mulberry32, type Rng } from '@cairn/shared';
 
 const { onnx } = onnxProto;
 const SYSTEM_PYTHON = '/usr/bin/python3';

@@ -13,7 +13,7 @@ import type { ModelSession, Tensor } from '@cairn/agent/components/runtime/types
 import { createWorkerRuntime, ModelRuntimeError, SIMULATE_WORKER_CRASH, type WorkerRuntime, type WorkerRuntimeOptions } from '@cairn/agent/components/runtime/worker-runtime.js';
 import { buildDemoModel } from '@cairn/hub/training/demo-model.js';
 import { mlpForward } from '@cairn/hub/training/onnx-writer.js';
-import { gaussianArray, mulberry32 } from '@cairn/hub/training/prng.js';
+import { gaussianArray, mulberry32 } from '@cairn/shared';
 
 interface Fixture {
   runtime: WorkerRuntime;

@@ -9,7 +9,7 @@ import type { TensorSpecT } from '@cairn/shared';
 import type { Feeds } from './runtime/types.js';
 import type { ActiveModel } from './active-model.js';
 import type { Pipeline } from './pipeline.js';
-import { mulberry32 } from './prng.js';
+import { mulberry32 } from '@cairn/shared';
 
 const FLOAT32_TYPES = new Set(['float32', 'float', 'tensor(float)']);
 

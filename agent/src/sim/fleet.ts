@@ -14,7 +14,7 @@ import { createAgent, type Agent, type AgentTuning } from '../agent.js';
 import { parseConfig } from '../config.js';
 import { createWorkerRuntime } from '../components/runtime/worker-runtime.js';
 import type { ModelRuntime } from '../components/runtime/types.js';
-import { mulberry32 } from '../components/prng.js';
+import { mulberry32 } from '@cairn/shared';
 import { AgentError } from '../errors.js';
 
 export interface FleetOptions {

@@ -2,16 +2,18 @@
  * Hub configuration: defaults ← YAML file ← environment ← explicit overrides (CLI flags), then
  * validated against one TypeBox schema with every error listed at once.
  *
- * Environment variables are derived from the schema path: `http.port` ↔ `CAIRN_HTTP_PORT`,
- * `dataDir` ↔ `CAIRN_DATA_DIR`. Values are parsed as JSON when they parse, else kept as strings.
+ * Environment variables are derived from the schema path (shared/src/config/env-overrides.ts):
+ * `http.port` ↔ `CAIRN_HTTP_PORT`, `dataDir` ↔ `CAIRN_DATA_DIR`.
  */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { Type, type Static, type TSchema } from 'typebox';
+import { Type, type Static } from 'typebox';
+import { applyEnvOverrides } from '@cairn/shared';
 import { Compile } from 'typebox/compile';
 import { Value } from 'typebox/value';
 import { parse as parseYaml } from 'yaml';
 
+export const ENV_PREFIX = 'CAIRN';
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 const Port = Type.Integer({ minimum: 0, maximum: 65535 });
 export const HubConfigSchema = Type.Object(
@@ -74,7 +76,9 @@ export function loadHubConfig({ file, env = process.env, overrides = {} }: LoadC
       problems.push(`${file}: ${(err as Error).message}`);
     }
   }
-  const merged = deepMerge(deepMerge(isObject(fromFile) ? fromFile : {}, envOverrides(HubConfigSchema, env, 'CAIRN')), overrides as Record<string, unknown>);
+  const fromEnv: Record<string, unknown> = {};
+  applyEnvOverrides(HubConfigSchema, ENV_PREFIX, fromEnv, env, problems);
+  const merged = deepMerge(deepMerge(isObject(fromFile) ? fromFile : {}, fromEnv), overrides as Record<string, unknown>);
   const withDefaults = Value.Default(HubConfigSchema, merged);
   if (!validator.Check(withDefaults)) {
     for (const e of validator.Errors(withDefaults)) {
@@ -85,31 +89,6 @@ export function loadHubConfig({ file, env = process.env, overrides = {} }: LoadC
   if (problems.length > 0) throw new ConfigError(problems);
   const config = withDefaults as HubConfig;
   return { ...config, dataDir: resolve(config.dataDir) };
-}
-
-/** Environment variables named after schema paths, for every leaf of the schema. */
-function envOverrides(schema: TSchema, env: NodeJS.ProcessEnv, prefix: string): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  const properties = (schema as { properties?: Record<string, TSchema> }).properties;
-  if (!properties) return out;
-  for (const [key, sub] of Object.entries(properties)) {
-    const name = `${prefix}_${key.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()}`;
-    if ((sub as { properties?: unknown }).properties) {
-      const nested = envOverrides(sub, env, name);
-      if (Object.keys(nested).length > 0) out[key] = nested;
-    } else if (env[name] !== undefined) {
-      out[key] = parseEnvValue(env[name]!);
-    }
-  }
-  return out;
-}
-
-function parseEnvValue(raw: string): unknown {
-  try {
-    return JSON.parse(raw);
-  } catch {
-    return raw;
-  }
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

@@ -7,7 +7,7 @@
  *
  * Deterministic: the same seed gives identical bytes (and so the same digest) on every machine.
  */
-import { gaussianArray, mulberry32 } from './prng.js';
+import { gaussianArray, mulberry32 } from '@cairn/shared';
 import { writeMlpOnnx, type MlpLayer, type MlpSpec } from './onnx-writer.js';
 
 export const DEMO_CLASSES = ['healthy', 'imbalance', 'misalignment', 'bearing_fault'] as const;

@@ -27,7 +27,7 @@ const consolePlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { ctx }
       index: false,
       wildcard: false,
       setHeaders(res, path) {
-        res.header('cache-control', path.includes('/assets/') ? 'public, max-age=31536000, immutable' : 'no-cache');
+        res.setHeader('cache-control', path.includes('/assets/') ? 'public, max-age=31536000, immutable' : 'no-cache');
       },
     });
   }

@@ -1,6 +1,6 @@
 /**
- * Seeded pseudo-random numbers for everything the hub generates that must be reproducible:
- * initial weights, demo models, synthetic training data. The same seed gives the same sequence
+ * Seeded pseudo-random numbers for everything Cairn generates that must be reproducible:
+ * initial weights, demo models, synthetic training data, simulated inputs and fleets. The same seed gives the same sequence
  * on every platform and Node version (pure 32-bit integer arithmetic, no Math.random), which is
  * what makes "same seed → identical model bytes" hold.
  *
@@ -38,4 +38,14 @@ export function gaussianArray(rng: Rng, length: number, std = 1): Float32Array {
   const out = new Float32Array(length);
   for (let i = 0; i < length; i++) out[i] = gaussian(rng) * std;
   return out;
+}
+
+/** FNV-1a of a string: a stable 32-bit seed from a name such as a device id. */
+export function seedFromString(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
 }
