@@ -109,10 +109,11 @@ test('after a hub restart the retained desired document is re-published and the 
   await first.api('POST', '/api/v1/deployments', { model: 'pdm@1.0.0', deviceIds: ['mill-1'] });
   await waitFor('committed', () => agent.status.deployment?.phase === 'committed');
   const seq = agent.status.lastDesiredSeq;
+  await first.close(); // the hub goes away while the device is connected: no offline message
   await agent.stop();
-  await first.close();
 
   const second = await startTestHub(t, { keepDataDir: dataDir });
+  assert.equal(second.ctx.devices.get('mill-1')?.online, false, 'no device counts as online before it reconnects');
   const again = await startAgent(t, second, 'mill-1', { site: 's' }, stateDir);
   assert.equal(again.status.active?.version, '1.0.0', 'serves the persisted model before it connects');
   await waitFor('online again', () => second.ctx.devices.get('mill-1')?.online);

@@ -110,6 +110,12 @@ test('deployment requests with unknown models, devices or bad selectors get code
   assert.equal((await hub.api('GET', '/api/v1/devices/ghost')).body.code, 'CAIRN_DEVICE_NOT_FOUND');
   assert.equal((await hub.api('GET', '/api/v1/devices?selector=a%20in')).body.code, 'CAIRN_BAD_SELECTOR');
   assert.equal((await hub.api('GET', '/api/v1/devices/ghost/telemetry')).status, 404);
+  for (const labels of [{ 'bad key!': 'x' }, { site: { nested: 1 } }, { site: 'has space' }]) {
+    const response = await hub.api('PUT', '/api/v1/devices/ghost/labels', { labels });
+    assert.equal(response.status, 400, JSON.stringify(labels));
+    assert.equal(response.body.code, 'CAIRN_BAD_REQUEST');
+  }
+  assert.equal((await hub.api('PUT', '/api/v1/devices/ghost/labels', { labels: { site: 'ok' } })).body.code, 'CAIRN_DEVICE_NOT_FOUND');
 });
 
 test('the console is served at / with an SPA fallback, and unknown API paths stay 404 JSON', async (t) => {

@@ -169,3 +169,22 @@ test('blob requests for a digest the device is not assigned get an error frame, 
   assert.equal(decoded.header.error, 'not_assigned');
   assert.equal(decoded.chunk.length, 0);
 });
+
+test('a device message is acknowledged only once stored: a failed store is refused and the device resends it', async (t) => {
+  const hub = await startTestHub(t);
+  let failuresLeft = 1;
+  // A store that fails once, registered after the telemetry module's own handler.
+  await hub.ctx.broker.subscribe('cairn/v1/dev/+/telemetry', () => {
+    if (failuresLeft-- > 0) throw new Error('disk full');
+  });
+  const client = mqtt.connect(hub.mqttUrl, { clientId: 'dev-r', protocolVersion: 4, reconnectPeriod: 100, clean: false });
+  t.after(() => client.end(true));
+  await new Promise((r) => client.once('connect', r));
+  let closes = 0;
+  client.on('close', () => closes++);
+  await publish(client, deviceTopic('dev-r', 'presence'), birth(1));
+  await publish(client, deviceTopic('dev-r', 'telemetry'), telemetry(42)); // resolves on PUBACK
+  assert.ok(closes >= 1, 'the first attempt was refused (connection closed, no PUBACK)');
+  const points = (await hub.api('GET', '/api/v1/devices/dev-r/telemetry')).body.points as { seq: number }[];
+  assert.deepEqual(points.map((p) => p.seq), [42], 'stored exactly once by the time of the PUBACK');
+});

@@ -43,11 +43,13 @@ const ACTIVE: NonNullable<AgentState['active']> = {
   },
 };
 
-test('a missing state.json starts clean and says so', async (t) => {
+test('a missing state.json starts clean, with counters from the clock, and says so', async (t) => {
   const dir = await tempDir(t);
   const { logger, lines } = recordingLogger();
   const store = await open(join(dir, 'nested', 'state'), undefined, logger);
-  assert.deepEqual(store.state, cleanState());
+  // A reflashed device keeps its id: epoch and telemetry seq must not restart below what the
+  // hub has already seen, so they start at the clock (ms), not at 0.
+  assert.deepEqual(store.state, cleanState(1_700_000_000_000));
   assert.ok(lines.some((l) => String(l.msg).includes('no state.json')));
 });
 

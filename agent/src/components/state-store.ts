@@ -133,8 +133,10 @@ export class StateStore {
       text = await readFile(this.path, 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        // Counters start from the clock, not 0: a reflashed or replaced device keeps its id, and
+        // the hub already holds its old epochs and telemetry seqs.
         logger.info({ path: this.path }, 'no state.json: starting with clean state');
-        return cleanState();
+        return cleanState(Math.max(0, Math.floor(clock())));
       }
       throw err;
     }

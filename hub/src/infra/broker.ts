@@ -4,7 +4,7 @@
  * module may touch aedes directly.
  */
 import { createServer, type Server, type AddressInfo } from 'node:net';
-import { Aedes, type AedesPublishPacket } from 'aedes';
+import { Aedes } from 'aedes';
 import type { Logger } from 'pino';
 import { aclHooks, type AclObserver } from './broker-acl.js';
 
@@ -16,12 +16,15 @@ export interface PublishOptions {
 /**
  * Receives one message. The broker awaits the returned promise before it acknowledges a QoS 1
  * publish to the device, so a handler that stores the message before resolving guarantees that
- * nothing acknowledged is lost. Handlers must not throw; a rejection is logged and dropped.
+ * nothing acknowledged is lost. A handler that throws or rejects makes the broker refuse the
+ * publish (the device's connection is closed without a PUBACK, and the device sends it again
+ * after reconnecting); a handler drops a message it rejects on purpose by returning normally.
  */
 export type MessageHandler = (topic: string, payload: Buffer) => void | Promise<void>;
 
 export interface BrokerPort {
   publish(topic: string, payload: Buffer, options: PublishOptions): Promise<void>;
+  /** Receives device publishes matching `filter` (`+` and `#` wildcards), before they are acknowledged. */
   subscribe(filter: string, handler: MessageHandler): Promise<void>;
   connectedClients(): number;
   /** Forcibly disconnects a client (a revoked device, a client taking over). */
@@ -37,8 +40,34 @@ export interface EmbeddedBroker {
 
 export async function createEmbeddedBroker(logger: Logger, observer: AclObserver): Promise<EmbeddedBroker> {
   const hooks = aclHooks(observer);
+  const handlers: { filter: string; handler: MessageHandler }[] = [];
+
+  /**
+   * aedes writes the PUBACK of a QoS 1 publish before it routes the message to subscribers, but
+   * only after `authorizePublish` has called back. So the hub's handlers run here, after the
+   * access check: a message is stored before the device learns it was received.
+   */
+  const deliverBeforeAck = async (topic: string, payload: Buffer): Promise<void> => {
+    for (const { filter, handler } of handlers) {
+      if (topicMatches(filter, topic)) await handler(topic, payload);
+    }
+  };
+
   const aedes = await Aedes.createBroker({
     ...hooks,
+    authorizePublish(client, packet, callback) {
+      hooks.authorizePublish(client, packet, (denied) => {
+        if (denied) return callback(denied);
+        const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
+        deliverBeforeAck(packet.topic, payload).then(
+          () => callback(null),
+          (err: Error) => {
+            logger.error({ err, topic: packet.topic }, 'storing a device message failed; refusing it so the device retries');
+            callback(new Error('message not stored'));
+          },
+        );
+      });
+    },
     drainTimeout: 10_000, // a frozen subscriber must not stall delivery to everyone else
     maxTopicLevels: 8,
     keepaliveLimit: 600,
@@ -60,24 +89,9 @@ export async function createEmbeddedBroker(logger: Logger, observer: AclObserver
       new Promise((resolve, reject) =>
         aedes.publish({ cmd: 'publish', topic, payload, qos, retain, dup: false }, (err) => (err ? reject(err) : resolve())),
       ),
-    subscribe: (filter, handler) =>
-      new Promise((resolve) => {
-        const deliver = (packet: AedesPublishPacket, done: () => void) => {
-          let result: void | Promise<void>;
-          try {
-            result = handler(packet.topic, Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload));
-          } catch (err) {
-            logger.error({ err, topic: packet.topic }, 'message handler threw');
-            return done();
-          }
-          if (result instanceof Promise) {
-            result.catch((err) => logger.error({ err, topic: packet.topic }, 'message handler failed')).finally(done);
-          } else {
-            done();
-          }
-        };
-        aedes.subscribe(filter, deliver, resolve);
-      }),
+    subscribe: async (filter, handler) => {
+      handlers.push({ filter, handler });
+    },
     connectedClients: () => aedes.connectedClients,
     disconnect: (clientId) => clients.get(clientId)?.close(),
   };
@@ -102,4 +116,15 @@ export async function createEmbeddedBroker(logger: Logger, observer: AclObserver
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
     },
   };
+}
+
+/** MQTT topic-filter matching (`+` one level, `#` the rest). */
+export function topicMatches(filter: string, topic: string): boolean {
+  const f = filter.split('/');
+  const t = topic.split('/');
+  for (let i = 0; i < f.length; i++) {
+    if (f[i] === '#') return true;
+    if (i >= t.length || (f[i] !== '+' && f[i] !== t[i])) return false;
+  }
+  return f.length === t.length;
 }

@@ -16,7 +16,7 @@ import { errorResponses, iso } from '../../infra/api-schemas.js';
 import { parseSelectorParam } from '../devices/devices.plugin.js';
 import { parseModelRef, formatModelRef } from '../registry/model-ref.js';
 import { signDesiredFor } from './desired-signer.js';
-import type { DeploymentRow, DesiredRow } from './deployments.repository.js';
+import type { DeploymentRow } from './deployments.repository.js';
 
 const DeviceDeploymentState = Type.Union([DeploymentPhase, Type.Literal('pending'), Type.Literal('superseded')]);
 const DeploymentView = Type.Object({
@@ -29,10 +29,28 @@ const DeploymentView = Type.Object({
   summary: Type.Record(Type.String(), Type.Integer()),
 });
 
-export async function publishDesired(ctx: HubContext, row: DesiredRow): Promise<void> {
-  await ctx.broker.publish(deviceTopic(row.deviceId, 'desired'), Buffer.from(row.document), { qos: 1, retain: true });
-  ctx.metrics.desiredPublished.inc();
-  ctx.bus.emit('desired.published', { deviceId: row.deviceId, seq: row.seq, deploymentId: row.deploymentId });
+/**
+ * Publishes desired documents one at a time, in the order asked, and always the device's
+ * *current* row: however deployments and re-signing interleave, the last document the broker
+ * retains for a device is the newest one in the database.
+ */
+export class DesiredPublisher {
+  private tail: Promise<void> = Promise.resolve();
+  constructor(private readonly ctx: HubContext) {}
+
+  publish(deviceIds: readonly string[]): Promise<void> {
+    const run = this.tail.then(async () => {
+      for (const deviceId of deviceIds) {
+        const row = this.ctx.deployments.desiredFor(deviceId);
+        if (!row) continue;
+        await this.ctx.broker.publish(deviceTopic(deviceId, 'desired'), Buffer.from(row.document), { qos: 1, retain: true });
+        this.ctx.metrics.desiredPublished.inc();
+        this.ctx.bus.emit('desired.published', { deviceId, seq: row.seq, deploymentId: row.deploymentId });
+      }
+    });
+    this.tail = run.catch(() => undefined);
+    return run;
+  }
 }
 
 function deploymentView(ctx: HubContext, d: DeploymentRow) {
@@ -60,6 +78,7 @@ function deploymentView(ctx: HubContext, d: DeploymentRow) {
 const deploymentsPlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { ctx }) => {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
   const { deployments, devices, registry, logger, clock } = ctx;
+  const publisher = new DesiredPublisher(ctx);
 
   app.post(
     '/api/v1/deployments',
@@ -104,7 +123,7 @@ const deploymentsPlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { c
           return row;
         });
       });
-      for (const row of rows) await publishDesired(ctx, row);
+      await publisher.publish(rows.map((r) => r.deviceId));
       logger.info({ deployment: id, model: modelRef, devices: rows.length }, 'deployment created');
       reply.code(201);
       return deploymentView(ctx, deployments.getDeployment(id)!);
@@ -132,17 +151,28 @@ const deploymentsPlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { c
     },
   );
 
-  /** Re-signs live documents that expire within the configured horizon, with a new seq. */
+  /**
+   * Re-signs live documents that expire within the configured horizon, with a new seq and the
+   * same bundle. Each device's read-sign-write runs without an await in between, so a
+   * deployment landing meanwhile is never overwritten with the older bundle; one device that
+   * cannot be signed does not stop the others.
+   */
   const resignExpiring = async () => {
     const horizon = clock() + ctx.config.desired.resignWithinHours * 3600_000;
-    const expiring = deployments.expiringBefore(horizon);
-    for (const old of expiring) {
-      const bundle = (JSON.parse(old.document) as SignedDesiredT).document.bundle;
-      const row = signDesiredFor(ctx, old.deviceId, old.deploymentId, bundle);
-      deployments.saveDesired(row, clock());
-      await publishDesired(ctx, row);
+    const resigned: string[] = [];
+    for (const { deviceId } of deployments.expiringBefore(horizon)) {
+      try {
+        const current = deployments.desiredFor(deviceId);
+        if (!current || current.expiresAt >= horizon) continue;
+        const bundle = (JSON.parse(current.document) as SignedDesiredT).document.bundle;
+        deployments.saveDesired(signDesiredFor(ctx, deviceId, current.deploymentId, bundle), clock());
+        resigned.push(deviceId);
+      } catch (err) {
+        logger.error({ err, deviceId }, 'could not re-sign the desired document of a device');
+      }
     }
-    if (expiring.length > 0) logger.info({ count: expiring.length }, 're-signed expiring desired documents');
+    await publisher.publish(resigned);
+    if (resigned.length > 0) logger.info({ count: resigned.length }, 're-signed expiring desired documents');
   };
 
   const job = schedule('17 * * * *', () => {
@@ -154,8 +184,8 @@ const deploymentsPlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { c
 
   fastify.addHook('onReady', async () => {
     await resignExpiring();
-    const all = deployments.allDesired();
-    for (const row of all) await publishDesired(ctx, row);
+    const all = deployments.allDesired().map((r) => r.deviceId);
+    await publisher.publish(all);
     if (all.length > 0) logger.info({ count: all.length }, 're-published retained desired documents');
   });
 };

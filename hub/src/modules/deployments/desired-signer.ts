@@ -1,19 +1,25 @@
 /**
  * Builds and signs one device's desired document. The seq is strictly greater than every seq
- * this hub ever issued to the device and than the last seq the device reports having applied,
- * so agents never take a fresh document for a replay — even after the hub's database was lost.
+ * this hub ever issued to the device, or, when the hub has no record of the device (its
+ * database was lost), than the last seq the device reports having applied — so agents never
+ * take a fresh document for a replay.
  */
 import { verifyDesired, type DesiredDocumentT, type SignedDesiredT, type SignedManifestT } from '@cairn/shared';
 import type { HubContext } from '../../infra/context.js';
 import type { DesiredRow } from './deployments.repository.js';
 
+/** The largest reported seq the hub adopts; far below Number.MAX_SAFE_INTEGER. */
+const MAX_ADOPTED_SEQ = 2 ** 48;
+
 export function signDesiredFor(ctx: HubContext, deviceId: string, deploymentId: string, bundle: SignedManifestT | null): DesiredRow {
   const now = ctx.clock();
-  const previous = ctx.deployments.desiredFor(deviceId)?.seq ?? 0;
-  const reported = ctx.devices.get(deviceId)?.reported?.lastDesiredSeq ?? 0;
+  // The hub's own record is authoritative; what a device reports counts only when the hub has
+  // none (its database was lost), and is clamped so a device cannot push seq past the schema.
+  const issued = ctx.deployments.desiredFor(deviceId)?.seq;
+  const reported = Math.min(ctx.devices.get(deviceId)?.reported?.lastDesiredSeq ?? 0, MAX_ADOPTED_SEQ);
   const document: DesiredDocumentT = {
     deviceId,
-    seq: Math.max(previous, reported) + 1,
+    seq: (issued ?? reported) + 1,
     issuedAt: now,
     expiresAt: now + Math.round(ctx.config.desired.ttlHours * 3600_000),
     deploymentId,

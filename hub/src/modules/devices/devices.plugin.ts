@@ -5,7 +5,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { ActiveBundle, DeploymentStatus, DeviceEvent, HardwareFacts, LabelKey, LabelValue, matchesSelector, parseSelector, SelectorSyntaxError, type Selector } from '@cairn/shared';
+import { REJECTION_REASONS, ActiveBundle, DeploymentStatus, DeviceEvent, HardwareFacts, LabelKey, LabelValue, matchesSelector, parseSelector, SelectorSyntaxError, type Selector } from '@cairn/shared';
 import type { ModuleOptions } from '../../infra/context.js';
 import { onDeviceMessage } from '../../infra/device-ingress.js';
 import { Errors } from '../../infra/errors.js';
@@ -54,6 +54,8 @@ export function parseSelectorParam(text: string): Selector {
 const devicesPlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { ctx }) => {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
   const { devices, bus, logger, clock, metrics } = ctx;
+  const stale = devices.markAllOffline();
+  if (stale > 0) logger.info({ devices: stale }, 'marked devices offline until they reconnect');
 
   await onDeviceMessage(ctx, 'presence', (deviceId, presence) => {
     if (presence.online) {
@@ -77,7 +79,9 @@ const devicesPlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { ctx }
   await onDeviceMessage(ctx, 'events', (deviceId, event) => {
     if (!devices.addEvent(deviceId, event, clock())) return; // a redelivery
     if (event.type === 'desired_rejected' || (event.type === 'deployment' && event.phase === 'failed')) {
-      metrics.deviceRejections.inc({ reason: event.reason ?? 'unknown' });
+      // The label comes from the device: only known reason codes become metric series.
+      const reason = event.reason && Object.hasOwn(REJECTION_REASONS, event.reason) ? event.reason : 'other';
+      metrics.deviceRejections.inc({ reason });
       logger.warn({ deviceId, type: event.type, reason: event.reason, message: event.message }, 'device reported a rejection');
     }
     bus.emit('device.event', { deviceId, event });
@@ -119,7 +123,7 @@ const devicesPlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { ctx }
       schema: {
         summary: 'Set (string) or remove (null) operator labels; they override labels the agent reports',
         params: Type.Object({ id: Type.String({ maxLength: 64 }) }),
-        body: Type.Object({ labels: Type.Record(LabelKey, Type.Union([LabelValue, Type.Null()]), { maxProperties: 64 }) }, { additionalProperties: false }),
+        body: Type.Object({ labels: Type.Record(LabelKey, Type.Union([LabelValue, Type.Null()]), { maxProperties: 64, additionalProperties: false }) }, { additionalProperties: false }),
         response: { 200: DeviceView, ...errorResponses },
       },
     },

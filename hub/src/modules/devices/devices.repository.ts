@@ -110,6 +110,14 @@ export class DevicesRepository {
     return result.changes > 0;
   }
 
+  /**
+   * Marks every device offline. The embedded broker keeps sessions in memory, so at start no
+   * device is connected, and Wills of devices that died while the hub was down never come.
+   */
+  markAllOffline(): number {
+    return this.db.prepare('UPDATE devices SET online = 0 WHERE online = 1').run().changes;
+  }
+
   saveReported(id: string, reported: ReportedT, now: number): void {
     this.ensure(id, now);
     this.db
