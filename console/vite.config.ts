@@ -5,8 +5,8 @@ import { defineConfig } from 'vite';
 // everything under assets/ carries a content hash in its name and may be cached forever.
 export default defineConfig({
   base: '/',
-  // Runes mode everywhere: no component may fall back to Svelte 4's implicit reactivity.
-  plugins: [svelte({ compilerOptions: { runes: true } })],
+  // Compiler options (runes mode) are in svelte.config.js.
+  plugins: [svelte()],
   build: {
     outDir: 'dist',
     emptyOutDir: true,

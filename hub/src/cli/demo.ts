@@ -5,6 +5,7 @@
  */
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
+import { pino } from 'pino';
 import { simulateFleet } from '@cairn/agent/sim/fleet.js';
 import { loadHubConfig } from '../infra/config.js';
 import { startHub } from '../server.js';
@@ -42,7 +43,13 @@ export async function runDemo(options: DemoOptions): Promise<void> {
   }
 
   say(`starting ${options.devices} simulated devices…`);
-  const fleet = await simulateFleet({ hubUrl: hub.httpUrl, devices: options.devices, stateRoot: join(config.dataDir, 'fleet'), seed: 1 });
+  const fleet = await simulateFleet({
+    hubUrl: hub.httpUrl,
+    devices: options.devices,
+    stateRoot: join(config.dataDir, 'fleet'),
+    seed: 1,
+    logger: pino({ level: options.logLevel }),
+  });
   const deadline = Date.now() + 60_000;
   while (hub.ctx.devices.list().filter((d) => d.online).length < options.devices && Date.now() < deadline) await sleep(200);
   say(`${hub.ctx.devices.list().filter((d) => d.online).length} devices online`);
