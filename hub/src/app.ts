@@ -5,6 +5,7 @@
  * Composition order matters only where stated: infrastructure first, then the modules, each an
  * encapsulated plugin that owns its routes, MQTT handlers, tables and jobs.
  */
+import fastifySwagger from '@fastify/swagger';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import { pino, type Logger } from 'pino';
 import { join } from 'node:path';
@@ -110,6 +111,17 @@ export async function buildHub(config: HubConfig, options: BuildHubOptions = {})
     if (route === undefined || !route.startsWith('/api/') || request.routeOptions.config?.public) return;
     if (!adminToken.verify(bearerToken(request.headers.authorization))) throw new HubError('CAIRN_UNAUTHORIZED', 401, 'a valid API token is required (Authorization: Bearer <token>)');
   });
+
+  // OpenAPI 3 description of every route, generated from the same TypeBox schemas that validate
+  // requests and responses; served at /docs/json.
+  await app.register(fastifySwagger, {
+    openapi: {
+      info: { title: 'Cairn hub API', version: '1', description: 'Edge MLOps fleet manager: models, deployments, devices, telemetry.' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+  });
+  app.get('/docs/json', { schema: { hide: true } }, async () => app.swagger());
 
   app.get('/api/v1/trust', { config: { public: true } }, async () => ({
     rootPublicKey: Buffer.from(keys.rootPublicKey).toString('base64'),
