@@ -4,8 +4,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadConfig, parseConfig, envName, type AgentConfig } from '@cairn/agent/config';
-import { ConfigError } from '@cairn/agent/errors';
+import { loadConfig, parseConfig, envName, type AgentConfig } from '@cairn/agent/config.js';
+import { ConfigError } from '@cairn/agent/errors.js';
 
 const KEY = Buffer.alloc(32, 7).toString('base64');
 const EXAMPLE = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../../agent/deploy/agent.example.yaml');

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import pino from 'pino';
-import { StateStore, cleanState, STATE_FILE, type AgentState } from '@cairn/agent/components/state-store';
+import { StateStore, cleanState, STATE_FILE, type AgentState } from '@cairn/agent/components/state-store.js';
 
 const silent = pino({ level: 'silent' });
 
