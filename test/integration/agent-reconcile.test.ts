@@ -129,6 +129,19 @@ function phases(events: DeviceEventT[], deploymentId: string): string[] {
   return events.filter((e) => e.type === 'deployment' && e.deploymentId === deploymentId).map((e) => e.phase!);
 }
 
+/** A world whose agent has connected and committed seq 1: model `seed` served from the blob server. */
+async function agentServing(t: TestContext, seed: number) {
+  const w = await world(t);
+  const m = model(seed);
+  await blobServer(w, w.broker.url, { [m.digest]: m.bytes });
+  const cfg = config(w);
+  const agent = await startAgent(w, cfg);
+  await waitFor('the first connection', () => agent.status.connected);
+  await w.probe.publishDesired(DEVICE, desiredFor(w.trust, DEVICE, 1, m.bytes));
+  await waitFor('commit', committed(agent, 1));
+  return { w, m, cfg, agent };
+}
+
 test('downloads, verifies and serves a model through POST /v1/infer, and reports it', async (t) => {
   const w = await world(t);
   const m = model(1);
@@ -327,15 +340,7 @@ test('a newer desired document supersedes a download in progress', async (t) => 
 });
 
 test('a restart serves the persisted model before connecting, and telemetry seq never repeats', async (t) => {
-  const w = await world(t);
-  const m = model(10);
-  await blobServer(w, w.broker.url, { [m.digest]: m.bytes });
-  const cfg = config(w);
-
-  const first = await startAgent(w, cfg);
-  await waitFor('the first connection', () => first.status.connected);
-  await w.probe.publishDesired(DEVICE, desiredFor(w.trust, DEVICE, 1, m.bytes));
-  await waitFor('commit', committed(first, 1));
+  const { w, m, cfg, agent: first } = await agentServing(t, 10);
   await waitFor('two telemetry summaries', () => w.probe.messages('telemetry', DEVICE).length >= 2);
   const firstEpoch = w.probe.messages('presence', DEVICE).find((p) => p.online)!.epoch;
   await first.stop();
@@ -420,14 +425,7 @@ test('the fleet simulator runs N agents in one process, loading each model once'
 });
 
 test('a refused connection is not retried, and the agent keeps serving offline', async (t) => {
-  const w = await world(t);
-  const m = model(12);
-  await blobServer(w, w.broker.url, { [m.digest]: m.bytes });
-  const cfg = config(w);
-  const first = await startAgent(w, cfg);
-  await waitFor('the first connection', () => first.status.connected);
-  await w.probe.publishDesired(DEVICE, desiredFor(w.trust, DEVICE, 1, m.bytes));
-  await waitFor('commit', committed(first, 1));
+  const { w, m, cfg, agent: first } = await agentServing(t, 12);
   await first.stop();
 
   let attempts = 0;
