@@ -12,3 +12,5 @@ export * from './bundle/semver.js';
 export * from './selector/label-selector.js';
 export * from './random/prng.js';
 export * from './config/env-overrides.js';
+export * from './drift/histogram.js';
+export * from './drift/reference.js';
