@@ -133,6 +133,18 @@ clientOptions(deployment.command('show <id>')).action(async (id: string, o: Comm
   print(o, d, () => `${d.id}  ${d.model}  ${d.createdAt}\n${table(d.devices, ['id', 'seq', 'state', 'reason'])}`);
 });
 
+const images = program.command('images').description('the reference model images in firmware-images/');
+images
+  .command('build')
+  .description('train, quantize, gate, sign and write every reference image (deterministic)')
+  .option('--out <dir>', 'output directory', 'firmware-images')
+  .option('--key <file>', 'release key (base64 seed) that signs the images', 'firmware-images/keys/demo-release.key')
+  .action(async (o: { out: string; key: string }) => {
+    const { buildReferenceImages, readReleaseSeed } = await import('../training/images.js');
+    const entries = await buildReferenceImages({ outDir: o.out, releaseKeySeed: readReleaseSeed(o.key), log: (line) => console.error(line) });
+    console.log(`wrote ${entries.length} images to ${o.out} (index.json, INDEX.md)`);
+  });
+
 const keysCommand = program.command('keys').description("the hub's signing keys (public halves only)");
 clientOptions(keysCommand.command('show').description('root key to pin on devices, and the keyring')).action(async (o: Common) => {
   const info = await client(o).request<{ keyringVersion: number; keyringExpiresAt: string; keys: { keyId: string; role: string; publicKey: string; expiresAt: number }[] }>('GET', '/api/v1/keys');
