@@ -25,5 +25,8 @@ export const Errors = {
   modelExists: (ref: string) => new HubError('CAIRN_MODEL_EXISTS', 409, `model ${ref} already exists; versions are immutable, push a new version`),
   noTargets: (what: string) => new HubError('CAIRN_NO_TARGETS', 400, `no device matches ${what}`),
   invalidModel: (message: string) => new HubError('CAIRN_ONNX_INVALID', 422, message),
+  uploadNotFound: (digest: string) => new HubError('CAIRN_UPLOAD_NOT_FOUND', 404, `no uploaded file with digest ${digest}; upload it first (POST /api/v1/uploads)`),
+  badCalibration: (message: string) => new HubError('CAIRN_BAD_CALIBRATION', 400, message),
+  quantizationGate: (failures: string[]) => new HubError('CAIRN_QUANTIZATION_GATE', 422, `the int8 model fails its gate, nothing was published: ${failures.join('; ')}`),
   payloadTooLarge: (limit: number) => new HubError('CAIRN_PAYLOAD_TOO_LARGE', 413, `body exceeds ${limit} bytes`),
 } as const;

@@ -7,17 +7,16 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
-import { ModelName, SemVer, SignedManifest, TensorSpec, type ManifestT } from '@cairn/shared';
+import { ModelName, SemVer, SignedManifest, TensorSpec } from '@cairn/shared';
 import type { ModuleOptions } from '../../infra/context.js';
 import { Errors } from '../../infra/errors.js';
 import { errorResponses, iso } from '../../infra/api-schemas.js';
 import { BlobTooLargeError } from './blob-store.js';
 import { inspectOnnx, OnnxLoadError } from './onnx-inspect.js';
 import { formatModelRef } from './model-ref.js';
+import { publishModel } from './publisher.js';
+import { runPublishPipeline } from './publish-pipeline.js';
 import type { ModelVersion } from './registry.repository.js';
-
-/** The oldest agent that understands the manifests this hub writes. */
-export const MIN_AGENT_VERSION = '0.1.0';
 
 export const ModelSummary = Type.Object({
   name: Type.String(),
@@ -48,7 +47,7 @@ const VersionParams = Type.Object({ name: ModelName, version: SemVer });
 
 const registryPlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { ctx }) => {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
-  const { registry, blobs, keys, clock, bus, logger } = ctx;
+  const { registry, blobs } = ctx;
   const maxBytes = ctx.config.http.bodyLimitMb * 1024 * 1024;
 
   // Model uploads are raw bytes; the stream goes straight to disk, never into memory whole.
@@ -93,28 +92,81 @@ const registryPlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { ctx 
           if (err instanceof OnnxLoadError) throw Errors.invalidModel(err.message);
           throw err;
         }
-        const manifest: ManifestT = {
-          schema: 'cairn.bundle/v1',
-          name,
-          version,
-          releaseCounter: registry.nextReleaseCounter(),
-          createdAt: clock(),
-          files: [{ role: 'model', path: 'model.onnx', digest: staged.digest, size: staged.size, mediaType: 'application/onnx' }],
-          inputs: signature.inputs,
-          outputs: signature.outputs,
-          compatibility: { minAgentVersion: MIN_AGENT_VERSION },
-          ...(description ? { description } : {}),
-        };
-        const bundle = { manifest, signatures: [keys.signManifest(manifest)] };
         staged.commit();
-        if (!registry.insert(bundle, clock())) throw Errors.modelExists(ref); // lost a race with a concurrent push
-        logger.info({ model: ref, digest: staged.digest, size: staged.size }, 'model pushed');
-        bus.emit('model.pushed', { name, version, digest: staged.digest });
+        const bundle = publishModel(ctx, { name, version, digest: staged.digest, size: staged.size, inputs: signature.inputs, outputs: signature.outputs, ...(description ? { description } : {}) });
         reply.code(201);
         return { ...summary(registry.get(name, version)!), bundle };
       } finally {
         staged.discard();
       }
+    },
+  );
+
+  app.post(
+    '/api/v1/uploads',
+    {
+      bodyLimit: maxBytes,
+      schema: {
+        summary: 'Store a file (a model, calibration or reference data) content-addressed, for a later publish request',
+        response: { 201: Type.Object({ digest: Type.String(), size: Type.Integer() }), ...errorResponses, 413: errorResponses[400], 415: errorResponses[400] },
+      },
+    },
+    async (request, reply) => {
+      if (!request.body || typeof (request.body as Readable).pipe !== 'function') {
+        throw Errors.badRequest('send the file as the request body with Content-Type: application/octet-stream');
+      }
+      let staged;
+      try {
+        staged = await blobs.stage(request.body as Readable, maxBytes);
+      } catch (err) {
+        if (err instanceof BlobTooLargeError) throw Errors.payloadTooLarge(err.limit);
+        throw err;
+      }
+      if (staged.size === 0) {
+        staged.discard();
+        throw Errors.badRequest('the uploaded file is empty');
+      }
+      staged.commit();
+      reply.code(201);
+      return { digest: staged.digest, size: staged.size };
+    },
+  );
+
+  const Section = Type.Record(Type.String(), Type.Unknown());
+  app.post(
+    '/api/v1/models/publish',
+    {
+      bodyLimit: 8 * 1024 * 1024,
+      schema: {
+        summary: 'Publish uploaded files as a signed model version: validate, optionally quantize to int8 behind an accuracy gate, compute a drift reference',
+        body: Type.Object(
+          {
+            name: ModelName,
+            version: SemVer,
+            description: Type.Optional(Type.String({ maxLength: 2000 })),
+            model: Type.String({ pattern: '^[0-9a-f]{64}$', description: 'digest of the uploaded ONNX file' }),
+            quantize: Type.Optional(Type.Literal('int8')),
+            calibration: Type.Optional(Type.String({ pattern: '^[0-9a-f]{64}$' })),
+            reference: Type.Optional(Type.String({ pattern: '^[0-9a-f]{64}$' })),
+            tolerance: Type.Optional(Type.Number({ minimum: 0, maximum: 100, description: 'largest accepted accuracy drop, in points' })),
+            classes: Type.Optional(Type.Array(Type.String({ maxLength: 64 }), { maxItems: 1000 })),
+            featureNames: Type.Optional(Type.Array(Type.String({ maxLength: 64 }), { maxItems: 10_000 })),
+            sections: Type.Optional(
+              Type.Object(
+                { features: Type.Optional(Section), lineage: Type.Optional(Section), health: Type.Optional(Section), driftReference: Type.Optional(Section), quantization: Type.Optional(Section) },
+                { additionalProperties: false },
+              ),
+            ),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 201: Type.Intersect([ModelDetail, Type.Object({ gate: Type.Optional(Type.Record(Type.String(), Type.Unknown())) })]), ...errorResponses, 409: errorResponses[400], 422: errorResponses[400] },
+      },
+    },
+    async (request, reply) => {
+      const { bundle, gate } = await runPublishPipeline(ctx, request.body);
+      reply.code(201);
+      return { ...summary(registry.get(bundle.manifest.name, bundle.manifest.version)!), bundle, ...(gate ? { gate: gate as unknown as Record<string, unknown> } : {}) };
     },
   );
 

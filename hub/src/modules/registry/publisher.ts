@@ -1,0 +1,51 @@
+/**
+ * The one way a model version enters the registry: given a stored blob and what is known about
+ * it, write the bundle manifest, sign it with the release key, and record it. Both the raw push
+ * (`POST /api/v1/models`) and the publishing pipeline (quantize, gate, drift reference) end here.
+ */
+import type { ManifestT, SignedManifestT, TensorSpecT } from '@cairn/shared';
+import type { HubContext } from '../../infra/context.js';
+import { Errors } from '../../infra/errors.js';
+import { formatModelRef } from './model-ref.js';
+
+/** The oldest agent that understands the manifests this hub writes. */
+export const MIN_AGENT_VERSION = '0.1.0';
+
+export interface PublishInput {
+  name: string;
+  version: string;
+  description?: string;
+  digest: string;
+  size: number;
+  inputs: TensorSpecT[];
+  outputs: TensorSpecT[];
+  /** Optional manifest sections (features, quantization, driftReference, health, lineage). */
+  sections?: Pick<ManifestT, 'features' | 'quantization' | 'driftReference' | 'health' | 'lineage'>;
+}
+
+export function publishModel(ctx: HubContext, input: PublishInput): SignedManifestT {
+  const ref = formatModelRef(input);
+  if (!ctx.blobs.has(input.digest)) throw new Error(`blob ${input.digest} must be stored before ${ref} is published`);
+  const manifest: ManifestT = {
+    schema: 'cairn.bundle/v1',
+    name: input.name,
+    version: input.version,
+    releaseCounter: ctx.registry.nextReleaseCounter(),
+    createdAt: ctx.clock(),
+    files: [{ role: 'model', path: 'model.onnx', digest: input.digest, size: input.size, mediaType: 'application/onnx' }],
+    inputs: input.inputs,
+    outputs: input.outputs,
+    compatibility: { minAgentVersion: MIN_AGENT_VERSION },
+    ...(input.description ? { description: input.description } : {}),
+    ...stripUndefined(input.sections ?? {}),
+  };
+  const bundle = { manifest, signatures: [ctx.keys.signManifest(manifest)] };
+  if (!ctx.registry.insert(bundle, ctx.clock())) throw Errors.modelExists(ref);
+  ctx.logger.info({ model: ref, digest: input.digest, size: input.size }, 'model published');
+  ctx.bus.emit('model.pushed', { name: input.name, version: input.version, digest: input.digest });
+  return bundle;
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
