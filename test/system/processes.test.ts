@@ -11,11 +11,13 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { buildDemoModel } from '@cairn/hub/training/demo-model.js';
+import { generateDataset } from '@cairn/shared';
 import { waitFor } from '../helpers/wait.js';
 
 const ROOT = resolve(import.meta.dirname, '../../..');
 const CAIRN = join(ROOT, 'hub/dist/cli/main.js');
 const CAIRN_AGENT = join(ROOT, 'agent/dist/cli/main.js');
+const IMAGES = join(ROOT, 'firmware-images');
 const run = promisify(execFile);
 
 function spawnLogged(t: TestContext, args: string[], env: NodeJS.ProcessEnv = {}): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
@@ -56,6 +58,19 @@ test('cairn hub + cairn-agent run as processes: push, deploy, serve, graceful st
   writeFileSync(modelFile, buildDemoModel({ seed: 11 }).bytes);
   const pushed = await cli('model', 'push', modelFile, '--name', 'vib', '--version', '2.0.0');
   assert.equal(pushed.version, '2.0.0');
+
+  // The quantization pipeline through the CLI: fp32 file + calibration data → gated int8 bundle.
+  const data = generateDataset({ seed: 77, machines: ['pump-1800', 'fan-1200', 'motor-3600'], windowsPerClass: 30 });
+  const calibrationFile = join(dir, 'calibration.json');
+  const rows = Array.from({ length: data.count }, (_, r) => Array.from(data.features.subarray(r * data.featureCount, (r + 1) * data.featureCount)));
+  writeFileSync(calibrationFile, JSON.stringify({ inputs: rows, labels: Array.from(data.labels) }));
+  const quantized = await cli('model', 'push', join(IMAGES, 'pdm-vibration-1.0.0-fp32/model.onnx'), '--name', 'pdm', '--version', '1.0.0', '--quantize', 'int8', '--calibration', calibrationFile);
+  assert.equal(quantized.gate.passed, true);
+  assert.ok(quantized.size < quantized.gate.size.parent * 0.3);
+  // A reference image directory keeps its manifest sections.
+  const fromImage = await cli('model', 'push', join(IMAGES, 'pdm-vibration-1.1.0-int8'));
+  assert.equal(`${fromImage.name}@${fromImage.version}`, 'pdm-vibration@1.1.0');
+  assert.equal(fromImage.bundle.manifest.lineage.recipe, 'pdm-vibration');
 
   const trust = (await (await fetch(`${hubUrl}/api/v1/trust`)).json()) as { rootPublicKey: string; mqttUrl: string };
   const apiPort = await freePort();

@@ -9,8 +9,9 @@ import { pino } from 'pino';
 import { simulateFleet } from '@cairn/agent/sim/fleet.js';
 import { loadHubConfig } from '../infra/config.js';
 import { startHub } from '../server.js';
-import { buildDemoModel } from '../training/demo-model.js';
 import { HubClient, ApiError } from './hub-client.js';
+import { publishImage } from './image-dir.js';
+import { fileURLToPath } from 'node:url';
 
 export interface DemoOptions {
   devices: number;
@@ -20,7 +21,9 @@ export interface DemoOptions {
   logLevel: string;
 }
 
-const DEMO_MODEL = 'pdm-demo';
+const DEMO_MODEL = 'pdm-vibration';
+const IMAGES_DIR = fileURLToPath(new URL('../../../firmware-images', import.meta.url));
+const DEMO_IMAGES = ['pdm-vibration-1.0.0-int8', 'pdm-vibration-1.1.0-int8', 'pdm-vibration-1.0.1-nan', 'pdm-vibration-1.0.1-slow', 'pdm-vibration-1.0.1-collapsed'];
 
 export async function runDemo(options: DemoOptions): Promise<void> {
   if (!Number.isInteger(options.devices) || options.devices < 1 || options.devices > 5000) throw new Error('--devices must be an integer from 1 to 5000');
@@ -33,10 +36,12 @@ export async function runDemo(options: DemoOptions): Promise<void> {
   const token = readFileSync(hub.adminToken.tokenFile, 'utf8').trim();
   const api = new HubClient(hub.httpUrl, token);
 
-  for (const [version, seed] of [['1.0.0', 1], ['1.1.0', 2]] as const) {
+  // The reference images: the int8 default of 1.0.0 and 1.1.0, and the faulty variants for
+  // rollback drills. The hub signs each with its own release key.
+  for (const id of DEMO_IMAGES) {
     try {
-      await api.request('POST', `/api/v1/models?name=${DEMO_MODEL}&version=${version}&description=demo+classifier`, undefined, { raw: buildDemoModel({ seed }).bytes });
-      say(`pushed and signed ${DEMO_MODEL}@${version}`);
+      const published = await publishImage(api, join(IMAGES_DIR, id));
+      say(`published ${published.name}@${published.version} from firmware-images/${id}`);
     } catch (err) {
       if (!(err instanceof ApiError && err.code === 'CAIRN_MODEL_EXISTS')) throw err;
     }

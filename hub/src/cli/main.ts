@@ -5,13 +5,14 @@
  * prints machine-readable output.
  */
 import { Command, Option } from 'commander';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { loadHubConfig, ConfigError, type HubConfigInput } from '../infra/config.js';
 import { startHub } from '../server.js';
 import { HubClient, ApiError, type ClientOptions } from './hub-client.js';
 import { table, formatBytes } from './output.js';
 import { runDemo } from './demo.js';
+import { readImage, ImageError } from './image-dir.js';
 
 const program = new Command();
 program.name('cairn').description('Cairn edge MLOps fleet manager — operator CLI').showHelpAfterError();
@@ -72,17 +73,67 @@ program
 const model = program.command('model').description('model versions in the registry');
 clientOptions(
   model
-    .command('push <file>')
-    .description('push an ONNX model; the hub validates it with onnxruntime and signs its manifest')
-    .requiredOption('--name <name>', 'model name')
-    .requiredOption('--version <version>', 'semantic version')
-    .option('--description <text>'),
-).action(async (file: string, o: Common & { name: string; version: string; description?: string }) => {
-  const bytes = readFileSync(file);
-  const query = new URLSearchParams({ name: o.name, version: o.version, ...(o.description ? { description: o.description } : {}) });
-  if (!o.json) process.stderr.write(`pushing ${basename(file)} (${formatBytes(bytes.length)})…\n`);
-  const m = await client(o).request<ModelInfo>('POST', `/api/v1/models?${query}`, undefined, { raw: bytes });
-  print(o, m, () => `pushed ${m.name}@${m.version}  release ${m.releaseCounter}  sha256:${m.digest}  ${formatBytes(m.size)}  signed by ${m.signedBy.join(',')}`);
+    .command('push <path>')
+    .description('publish an ONNX file (validated with onnxruntime, signed by the hub), or a reference image directory (model.onnx + manifest.json)')
+    .option('--name <name>', 'model name (default: the image manifest\'s)')
+    .option('--version <version>', 'semantic version (default: the image manifest\'s)')
+    .option('--description <text>')
+    .addOption(new Option('--quantize <scheme>', 'quantize before publishing, behind an accuracy gate').choices(['int8']))
+    .option('--calibration <file>', 'JSON {"inputs": [[...]], "labels"?: [...]} the gate evaluates fp32 and int8 on')
+    .option('--reference <file>', 'JSON {"inputs": [[...]]} of training-like data for the drift reference')
+    .option('--tolerance <points>', 'largest accepted accuracy drop, in points', '0.5')
+    .option('--classes <names>', 'comma-separated class names of the outputs (drift reference)'),
+).action(async (path: string, o: Common & PushOptions) => {
+  const api = client(o);
+  const progress = (line: string) => {
+    if (!o.json) process.stderr.write(`${line}\n`);
+  };
+  const image = statSync(path).isDirectory() ? readImage(path) : null;
+  const bytes = image ? image.model : readFileSync(path);
+  const name = o.name ?? image?.manifest.name;
+  const version = o.version ?? image?.manifest.version;
+  if (!name || !version) throw new UsageError('give --name and --version (or push an image directory with a manifest.json)');
+  const pipeline = image !== null || o.quantize !== undefined || o.reference !== undefined;
+  let m: ModelInfo & { gate?: GateInfo };
+  if (!pipeline) {
+    const query = new URLSearchParams({ name, version, ...(o.description ? { description: o.description } : {}) });
+    progress(`pushing ${basename(path)} (${formatBytes(bytes.length)})…`);
+    m = await api.request<ModelInfo>('POST', `/api/v1/models?${query}`, undefined, { raw: bytes });
+  } else {
+    if (o.quantize && !o.calibration) throw new UsageError('--quantize needs --calibration FILE');
+    const upload = async (what: string, data: Buffer) => {
+      progress(`uploading ${what} (${formatBytes(data.length)})…`);
+      return (await api.request<{ digest: string }>('POST', '/api/v1/uploads', undefined, { raw: data })).digest;
+    };
+    const body: Record<string, unknown> = { name, version, model: await upload('model', bytes) };
+    if (o.description ?? image?.manifest.description) body.description = o.description ?? image?.manifest.description;
+    if (o.quantize) body.quantize = o.quantize;
+    if (o.calibration) body.calibration = await upload('calibration data', readFileSync(o.calibration));
+    if (o.reference) body.reference = await upload('reference data', readFileSync(o.reference));
+    if (o.quantize) body.tolerance = Number(o.tolerance);
+    if (o.classes) body.classes = o.classes.split(',');
+    if (image) body.sections = image.sections;
+    progress(o.quantize ? 'validating, quantizing to int8 and gating against the fp32 parent…' : 'validating and signing…');
+    m = await api.request<ModelInfo & { gate?: GateInfo }>('POST', '/api/v1/models/publish', body);
+  }
+  print(o, m, () => {
+    const lines = [`published ${m.name}@${m.version}  release ${m.releaseCounter}  sha256:${m.digest}  ${formatBytes(m.size)}  signed by ${m.signedBy.join(',')}`];
+    if (m.gate) {
+      const g = m.gate;
+      lines.push(
+        table(
+          [
+            { '': 'size', fp32: formatBytes(g.size.parent), int8: formatBytes(g.size.child), change: `×${g.size.ratio.toFixed(3)}` },
+            { '': 'latency (median)', fp32: `${g.latency.parentMs.toFixed(3)} ms`, int8: `${g.latency.childMs.toFixed(3)} ms`, change: `×${g.latency.ratio.toFixed(2)}` },
+            ...(g.accuracy ? [{ '': 'accuracy', fp32: `${g.accuracy.parent.toFixed(2)} %`, int8: `${g.accuracy.child.toFixed(2)} %`, change: `${(-g.accuracy.dropPoints).toFixed(2)} pts` }] : []),
+            { '': 'agreement', fp32: '', int8: `${(g.agreement * 100).toFixed(2)} %`, change: '' },
+          ],
+          ['', 'fp32', 'int8', 'change'],
+        ),
+      );
+    }
+    return lines.join('\n');
+  });
 });
 clientOptions(model.command('list').description('list model versions')).action(async (o: Common) => {
   const { models } = await client(o).request<{ models: ModelInfo[] }>('GET', '/api/v1/models');
@@ -208,6 +259,23 @@ interface ModelInfo {
   inputs: { name: string; type: string; dims: (number | string)[] }[];
   outputs: { name: string; type: string; dims: (number | string)[] }[];
 }
+interface PushOptions {
+  name?: string;
+  version?: string;
+  description?: string;
+  quantize?: 'int8';
+  calibration?: string;
+  reference?: string;
+  tolerance: string;
+  classes?: string;
+}
+interface GateInfo {
+  size: { parent: number; child: number; ratio: number };
+  latency: { parentMs: number; childMs: number; ratio: number };
+  accuracy?: { parent: number; child: number; dropPoints: number };
+  agreement: number;
+}
+
 interface DeploymentInfo {
   id: string;
   model: string;
@@ -227,7 +295,7 @@ interface DeviceInfo {
 program.parseAsync().catch((err: unknown) => {
   if (err instanceof ApiError) console.error(`cairn: ${err.message} (${err.code})`);
   else if (err instanceof ConfigError) console.error(`cairn: ${err.message}`);
-  else if (err instanceof UsageError) console.error(`cairn: ${err.message}`);
+  else if (err instanceof UsageError || err instanceof ImageError) console.error(`cairn: ${err.message}`);
   else console.error(`cairn: ${(err as Error).message ?? String(err)}`);
   process.exit(1);
 });
