@@ -7,6 +7,8 @@
  *    `downloading` → `verifying` events), against a plain loopback TCP copy of the same bytes.
  * 2. Time from `POST /api/v1/deployments` (what `cairn deploy` calls) to the agent serving the
  *    new model (its local API answers with the new version), for a small and a 4 MB model.
+ * 3. The reference images' int8 models against their fp32 parents on the held-out set:
+ *    accuracy, size and single-row latency ratios, measured by the quantization gate.
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
@@ -17,7 +19,10 @@ import { createAgent, parseConfig, type Agent } from '@cairn/agent';
 import { loadHubConfig, startHub, type RunningHub } from '@cairn/hub';
 import { buildDemoModel } from '@cairn/hub/training/demo-model.js';
 import { writeMlpOnnx } from '@cairn/hub/training/onnx-writer.js';
-import { gaussianArray, mulberry32 } from '@cairn/shared';
+import { gaussianArray, mulberry32, generateDataset } from '@cairn/shared';
+import { evaluateQuantization } from '@cairn/hub/training/quantization-gate.js';
+import * as ort from 'onnxruntime-node';
+import { PDM_VERSIONS } from '@cairn/hub/training/recipes/pdm-vibration.js';
 
 const ROUNDS = 7;
 const silent = pino({ level: 'silent' });
@@ -121,8 +126,36 @@ async function main(): Promise<void> {
   await hub.close();
   rmSync(dir, { recursive: true, force: true });
 
+  const quantization: { kernelParentMs: number; kernelChildMs: number; version: string; parentAcc: number; childAcc: number; sizeRatio: number; latencyRatio: number; parentMs: number; childMs: number }[] = [];
+  for (const version of ['1.0.0', '1.1.0'] as const) {
+    const recipe = PDM_VERSIONS[version];
+    const heldOut = generateDataset({ seed: recipe.seed + 7_919, machines: recipe.machines, windowsPerClass: 200 });
+    const gate = await evaluateQuantization({
+      parent: readFileSync(`firmware-images/pdm-vibration-${version}-fp32/model.onnx`),
+      child: readFileSync(`firmware-images/pdm-vibration-${version}-int8/model.onnx`),
+      calibration: { inputs: heldOut.features, count: heldOut.count, labels: heldOut.labels },
+      latencyRuns: 1000,
+    });
+    // The kernel alone, without the worker round trip (the bench may block its own loop).
+    const direct = async (file: string) => {
+      const session = await ort.InferenceSession.create(file, { intraOpNumThreads: 1, interOpNumThreads: 1, graphOptimizationLevel: 'all' });
+      const feeds = { features: new ort.Tensor('float32', heldOut.features.slice(0, heldOut.featureCount), [1, heldOut.featureCount]) };
+      const times: number[] = [];
+      for (let i = 0; i < 3000; i++) {
+        const t0 = performance.now();
+        await session.run(feeds);
+        if (i >= 500) times.push(performance.now() - t0);
+      }
+      await session.release();
+      return median(times);
+    };
+    const kernelParentMs = await direct(`firmware-images/pdm-vibration-${version}-fp32/model.onnx`);
+    const kernelChildMs = await direct(`firmware-images/pdm-vibration-${version}-int8/model.onnx`);
+    quantization.push({ kernelParentMs, kernelChildMs, version, parentAcc: gate.accuracy!.parent, childAcc: gate.accuracy!.child, sizeRatio: gate.size.ratio, latencyRatio: gate.latency.ratio, parentMs: gate.latency.parentMs, childMs: gate.latency.childMs });
+  }
+
   mkdirSync('test-artifacts', { recursive: true });
-  writeFileSync('test-artifacts/bench.json', JSON.stringify(results, null, 2));
+  writeFileSync('test-artifacts/bench.json', JSON.stringify({ ...results, quantization }, null, 2));
   const cpu = cpus()[0]?.model ?? 'unknown CPU';
   console.log(`## Foundation benchmarks — ${new Date().toISOString().slice(0, 10)}
 
@@ -135,6 +168,12 @@ Machine: ${cpus().length} × ${cpu}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, N
 | **ratio MQTT / TCP** (same round) | **${median(results.transfer.map((r) => r.ratio)).toFixed(1)}×** | ${Math.min(...results.transfer.map((r) => r.ratio)).toFixed(1)}× | ${Math.max(...results.transfer.map((r) => r.ratio)).toFixed(1)}× |
 | deploy → serving, demo model (${(buildDemoModel().bytes.length / 1024).toFixed(1)} KiB) | ${fmt(median(results.deploySmallMs))} | ${fmt(Math.min(...results.deploySmallMs))} | ${fmt(Math.max(...results.deploySmallMs))} |
 | deploy → serving, ${(results.bigBytes / 2 ** 20).toFixed(2)} MiB model | ${fmt(median(results.deployBigMs))} | ${fmt(Math.min(...results.deployBigMs))} | ${fmt(Math.max(...results.deployBigMs))} |
+
+Reference images, int8 against the fp32 parent on the held-out set (1,000 single-row inferences each through the worker runtime, medians):
+
+| model | fp32 accuracy | int8 accuracy | size int8/fp32 | via worker fp32 / int8 | ratio | session.run fp32 / int8 | ratio |
+|---|---|---|---|---|---|---|---|
+${quantization.map((q) => `| pdm-vibration ${q.version} | ${q.parentAcc.toFixed(2)} % | ${q.childAcc.toFixed(2)} % | ${q.sizeRatio.toFixed(3)} | ${q.parentMs.toFixed(3)} / ${q.childMs.toFixed(3)} ms | ${q.latencyRatio.toFixed(2)} | ${(q.kernelParentMs * 1000).toFixed(1)} / ${(q.kernelChildMs * 1000).toFixed(1)} µs | ${(q.kernelChildMs / q.kernelParentMs).toFixed(2)} |`).join('\n')}
 `);
 }
 
