@@ -38,20 +38,22 @@ export class HubClient {
     return new HubClient(baseUrl, token);
   }
 
-  async request<T>(method: string, path: string, body?: unknown, init: { raw?: Buffer | Uint8Array; contentType?: string } = {}): Promise<T> {
+  async request<T>(method: string, path: string, body?: unknown, init: { raw?: Buffer | Uint8Array; contentType?: string; onProgress?: (sent: number, total: number) => void } = {}): Promise<T> {
     const headers: Record<string, string> = {};
     if (this.token) headers.authorization = `Bearer ${this.token}`;
     let payload: RequestInit['body'];
     if (init.raw) {
       headers['content-type'] = init.contentType ?? 'application/octet-stream';
-      payload = init.raw;
+      headers['content-length'] = String(init.raw.length);
+      payload = init.onProgress ? progressStream(init.raw, init.onProgress) : init.raw;
     } else if (body !== undefined) {
       headers['content-type'] = 'application/json';
       payload = JSON.stringify(body);
     }
     let response: Response;
     try {
-      response = await fetch(`${this.baseUrl}${path}`, { method, headers, body: payload });
+      // A streamed body needs `duplex: 'half'` (undici); a buffered one ignores it.
+      response = await fetch(`${this.baseUrl}${path}`, { method, headers, body: payload, duplex: 'half' } as RequestInit);
     } catch (err) {
       throw new ApiError(0, 'CAIRN_HUB_UNREACHABLE', `cannot reach the hub at ${this.baseUrl}: ${(err as Error & { cause?: Error }).cause?.message ?? (err as Error).message}`);
     }
@@ -72,6 +74,24 @@ export class HubClient {
     }
     return Buffer.from(await response.arrayBuffer());
   }
+}
+
+/** The bytes as a stream that reports how much of them fetch has read. */
+function progressStream(bytes: Uint8Array, onProgress: (sent: number, total: number) => void): ReadableStream<Uint8Array> {
+  const CHUNK = 256 * 1024;
+  let offset = 0;
+  return new ReadableStream<Uint8Array>({
+    pull(controller) {
+      if (offset >= bytes.length) {
+        controller.close();
+        return;
+      }
+      const chunk = bytes.subarray(offset, Math.min(bytes.length, offset + CHUNK));
+      offset += chunk.length;
+      controller.enqueue(chunk);
+      onProgress(offset, bytes.length);
+    },
+  });
 }
 
 function safeJson(text: string): unknown {

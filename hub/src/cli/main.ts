@@ -5,6 +5,7 @@
  * prints machine-readable output.
  */
 import { Command, Option } from 'commander';
+import cliProgress from 'cli-progress';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { loadHubConfig, ConfigError, type HubConfigInput } from '../infra/config.js';
@@ -103,7 +104,12 @@ clientOptions(
     if (o.quantize && !o.calibration) throw new UsageError('--quantize needs --calibration FILE');
     const upload = async (what: string, data: Buffer) => {
       progress(`uploading ${what} (${formatBytes(data.length)})…`);
-      return (await api.request<{ digest: string }>('POST', '/api/v1/uploads', undefined, { raw: data })).digest;
+      const bar = uploadBar(o.json === true);
+      try {
+        return (await api.request<{ digest: string }>('POST', '/api/v1/uploads', undefined, { raw: data, ...(bar ? { onProgress: bar.update } : {}) })).digest;
+      } finally {
+        bar?.stop();
+      }
     };
     const body: Record<string, unknown> = { name, version, model: await upload('model', bytes) };
     if (o.description ?? image?.manifest.description) body.description = o.description ?? image?.manifest.description;
@@ -241,6 +247,23 @@ clientOptions(device.command('label <id> <changes...>').description('set labels 
 });
 
 class UsageError extends Error {}
+
+/** An upload progress bar on an interactive terminal (none with --json or when piped). */
+function uploadBar(json: boolean): { update(sent: number, total: number): void; stop(): void } | null {
+  if (json || !process.stderr.isTTY) return null;
+  const bar = new cliProgress.SingleBar({ stream: process.stderr, format: '  [{bar}] {percentage}% {sentText}/{totalText}', hideCursor: true }, cliProgress.Presets.shades_classic);
+  let started = false;
+  return {
+    update(sent, total) {
+      if (!started) {
+        bar.start(total, 0, { sentText: formatBytes(0), totalText: formatBytes(total) });
+        started = true;
+      }
+      bar.update(sent, { sentText: formatBytes(sent) });
+    },
+    stop: () => started && bar.stop(),
+  };
+}
 
 function modelPath(ref: string): string {
   const at = ref.lastIndexOf('@');
