@@ -10,6 +10,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import onnxProto from 'onnx-proto';
+import * as ort from 'onnxruntime-node';
 import { sha256Hex, signingKeyFromSeed, verifySignature, type SignedManifestT } from '@cairn/shared';
 import { createWorkerRuntime } from '@cairn/agent/components/runtime/worker-runtime.js';
 import { buildReferenceImages, readReleaseSeed, type ImageEntry } from '@cairn/hub/training/images.js';
@@ -56,6 +57,19 @@ test('the recipe meets its targets: fp32 ≥ 97 % held out, int8 within 0.5 poin
     const q = manifestOf(int8.id).manifest.quantization as { parent: { digest: string }; skipped: unknown[] };
     assert.equal(q.parent.digest, fp32.digest, 'the int8 manifest names its fp32 parent');
     assert.deepEqual(q.skipped, []);
+  }
+});
+
+test('onnxruntime fuses every layer of the int8 images into MatMulNBits', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'cairn-fused-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  for (const version of ['1.0.0', '1.1.0']) {
+    const optimized = join(dir, `${version}.onnx`);
+    const session = await ort.InferenceSession.create(modelPath(`pdm-vibration-${version}-int8`), { graphOptimizationLevel: 'all', optimizedModelFilePath: optimized, intraOpNumThreads: 1 });
+    await session.release();
+    const ops = onnx.ModelProto.decode(readFileSync(optimized)).graph!.node!.map((n) => `${n.domain ? `${n.domain}:` : ''}${n.opType}`);
+    assert.equal(ops.filter((op) => op === 'com.microsoft:MatMulNBits').length, 3, `${version}: ${ops.join(', ')}`);
+    assert.ok(!ops.some((op) => op === 'DequantizeLinear' || op === 'Gemm' || op === 'MatMul'), `${version}: ${ops.join(', ')}`);
   }
 });
 
