@@ -27,7 +27,7 @@ import { Pipeline } from './components/pipeline.js';
 import { Reconciler } from './components/reconciler.js';
 import { ReportedPublisher, activeBundleOf } from './components/reported.js';
 import { TelemetryReporter } from './components/telemetry.js';
-import { SimulatedSource } from './components/simulated-source.js';
+import { SimulatedSource, type SimulatedSourceStats } from './components/simulated-source.js';
 import { LocalApi } from './components/local-api.js';
 import { CommandHandler } from './components/commands.js';
 import { seedFromString } from '@cairn/shared';
@@ -75,6 +75,8 @@ export interface AgentStatus {
   inferences: { total: number; errors: number };
   api: { port: number; requests: number; errors: number } | null;
   recentEvents: readonly DeviceEventT[];
+  /** Simulated source: vibration windows inferred and how many matched the machine's condition. */
+  source: SimulatedSourceStats | null;
 }
 
 export interface Agent {
@@ -171,7 +173,20 @@ class CairnAgent implements Agent {
     this.commands = new CommandHandler(this.connection, this.drops, log('commands'));
     this.source =
       config.source.kind === 'simulated'
-        ? new SimulatedSource({ intervalMs: config.source.intervalMs, seed: config.source.seed ?? seedFromString(config.deviceId), active: this.active, pipeline: this.pipeline, logger: log('source') })
+        ? new SimulatedSource({
+            intervalMs: config.source.intervalMs,
+            seed: config.source.seed ?? seedFromString(config.deviceId),
+            machine: {
+              ...(config.source.machine ? { machine: config.source.machine } : {}),
+              ...(config.source.fault ? { fault: config.source.fault } : {}),
+              ...(config.source.severity !== undefined ? { severity: config.source.severity } : {}),
+              ...(config.source.scenario ? { scenario: config.source.scenario } : {}),
+            },
+            clock: this.clock,
+            active: this.active,
+            pipeline: this.pipeline,
+            logger: log('source'),
+          })
         : null;
     this.api = config.api === false ? null : new LocalApi({ host: config.api.host, port: config.api.port, active: this.active, pipeline: this.pipeline, logger: log('api') });
   }
@@ -269,6 +284,7 @@ class CairnAgent implements Agent {
       inferences: { total: this.stats.totals.inferences, errors: this.stats.totals.errors },
       api: this.api && apiPort !== null ? { port: apiPort, ...this.api.stats } : null,
       recentEvents: this.events.recentEvents,
+      source: this.source ? { ...this.source.stats } : null,
     };
   }
 }

@@ -17,7 +17,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { Type, type Static, type TSchema } from 'typebox';
 import { Value } from 'typebox/value';
 import { parse as parseYaml } from 'yaml';
-import { DeviceId, Labels, PublicKeyB64, Compile, applyEnvOverrides, envName as sharedEnvName } from '@cairn/shared';
+import { DeviceId, Labels, PublicKeyB64, Compile, applyEnvOverrides, envName as sharedEnvName, MACHINE_TYPE_NAMES, FAULT_CLASSES, DRIFT_SCENARIO_KINDS } from '@cairn/shared';
 import { ConfigError } from './errors.js';
 
 export const ENV_PREFIX = 'CAIRN_AGENT';
@@ -40,6 +40,14 @@ export const SimulatedSourceSchema = Type.Object(
     intervalMs: Type.Integer({ minimum: 10, maximum: 3_600_000, default: 1000 }),
     /** PRNG seed of the generated inputs; derived from the device id when absent. */
     seed: Type.Optional(Type.Integer({ minimum: 0, maximum: 2 ** 32 - 1 })),
+    /**
+     * The simulated machine, used when the active model takes the `cairn.vibration` features:
+     * its type, its condition, and a drift scenario that unfolds from the agent's start.
+     */
+    machine: Type.Optional(Type.Enum(MACHINE_TYPE_NAMES, { default: 'pump-1800' })),
+    fault: Type.Optional(Type.Enum(FAULT_CLASSES)),
+    severity: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),
+    scenario: Type.Optional(Type.Enum(DRIFT_SCENARIO_KINDS)),
   },
   closed,
 );

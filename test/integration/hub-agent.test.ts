@@ -13,9 +13,14 @@ import { createAgent, parseConfig, type Agent } from '@cairn/agent';
 import { buildDemoModel } from '@cairn/hub/training/demo-model.js';
 import { mlpForward } from '@cairn/hub/training/onnx-writer.js';
 import { startTestHub, type TestHub } from '../helpers/hub.js';
+import { HubClient } from '@cairn/hub/cli/hub-client.js';
+import { publishImage } from '@cairn/hub/cli/image-dir.js';
+import { resolve } from 'node:path';
+
+const IMAGES = resolve(import.meta.dirname, '../../../firmware-images');
 import { waitFor } from '../helpers/wait.js';
 
-async function startAgent(t: TestContext, hub: TestHub, deviceId: string, labels: Record<string, string>, stateDir?: string): Promise<Agent> {
+async function startAgent(t: TestContext, hub: TestHub, deviceId: string, labels: Record<string, string>, stateDir?: string, machine: Record<string, unknown> = {}): Promise<Agent> {
   const dir = stateDir ?? mkdtempSync(join(tmpdir(), 'cairn-agent-'));
   if (!stateDir) t.after(() => rmSync(dir, { recursive: true, force: true }));
   const trust = (await (await fetch(`${hub.httpUrl}/api/v1/trust`)).json()) as { rootPublicKey: string; mqttUrl: string };
@@ -28,7 +33,7 @@ async function startAgent(t: TestContext, hub: TestHub, deviceId: string, labels
       labels,
       api: { host: '127.0.0.1', port: 0 },
       telemetryIntervalMs: 200,
-      source: { kind: 'simulated', intervalMs: 20 },
+      source: { kind: 'simulated', intervalMs: 20, ...machine },
     }),
     { logger: pino({ level: 'silent' }) },
   );
@@ -121,4 +126,20 @@ test('after a hub restart the retained desired document is re-published and the 
   assert.equal(again.status.lastDesiredSeq, seq, 'the re-published document is the same one');
   assert.deepEqual(again.status.rejected, {}, 'nothing was refused');
   assert.equal((await second.api('GET', '/metrics')).body.match(/cairn_hub_blob_chunks_served_total (\d+)/)?.[1], '0', 'no blob was downloaded again');
+});
+
+test('with the reference vibration model, simulated machines are diagnosed: an imbalanced pump as imbalance, a healthy fan as healthy', async (t) => {
+  const hub = await startTestHub(t);
+  const client = new HubClient(hub.httpUrl, hub.token);
+  await publishImage(client, join(IMAGES, 'pdm-vibration-1.0.0-int8'));
+  const faulty = await startAgent(t, hub, 'pump-3', { site: 'p' }, undefined, { machine: 'pump-1800', fault: 'imbalance', severity: 0.8 });
+  const healthy = await startAgent(t, hub, 'fan-9', { site: 'p' }, undefined, { machine: 'fan-1200' });
+  await waitFor('both online', () => hub.ctx.devices.list().filter((d) => d.online).length === 2);
+  await hub.api('POST', '/api/v1/deployments', { model: 'pdm-vibration@1.0.0', selector: 'site=p' });
+  await waitFor('40 windows each', () => faulty.status.source!.windows >= 40 && healthy.status.source!.windows >= 40, { timeoutMs: 60_000 });
+  for (const [agent, truth] of [[faulty, 'imbalance'], [healthy, 'healthy']] as const) {
+    const stats = agent.status.source!;
+    assert.equal(stats.lastTruth, truth);
+    assert.ok(stats.matches / stats.windows >= 0.9, `${agent.deviceId}: ${stats.matches}/${stats.windows} windows diagnosed as ${truth} (last: ${stats.lastPredicted})`);
+  }
 });

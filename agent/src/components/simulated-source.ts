@@ -1,21 +1,43 @@
 /**
- * A stand-in input source: every `intervalMs` it builds float32 inputs matching the active
- * model's input signatures (symbolic dimensions → 1) from a seeded PRNG and runs them through
- * the pipeline. Runs never overlap; nothing runs while no model is active. (Vibration-like
- * features come later.)
+ * The simulated input source: every `intervalMs` one input through the pipeline. Runs never
+ * overlap; nothing runs while no model is active.
+ *
+ * When the active bundle's manifest names the `cairn.vibration` feature pipeline (and its input
+ * is that wide), the input is real: a vibration window of this device's simulated machine at
+ * the current time (shared/src/sim — machine type, condition and drift scenario from the
+ * config), turned into features by the same code that built the training data. The source
+ * counts how often the model's argmax matches the machine's true condition. Any other model
+ * gets seeded random float32 inputs matching its input signature (symbolic dimensions → 1).
  */
 import type { Logger } from 'pino';
 import type { TensorSpecT } from '@cairn/shared';
 import type { Feeds } from './runtime/types.js';
 import type { ActiveModel } from './active-model.js';
 import type { Pipeline } from './pipeline.js';
-import { mulberry32 } from '@cairn/shared';
+import { mulberry32, createDeviceSignal, extractFeatures, FAULT_CLASSES, FEATURE_COUNT, FEATURE_PIPELINE, type DeviceSignal, type DriftScenarioKind, type FaultMode, type MachineTypeName } from '@cairn/shared';
 
 const FLOAT32_TYPES = new Set(['float32', 'float', 'tensor(float)']);
+
+export interface SimulatedMachine {
+  machine?: MachineTypeName;
+  fault?: FaultMode;
+  severity?: number;
+  scenario?: DriftScenarioKind;
+}
+
+export interface SimulatedSourceStats {
+  /** Inferences run on vibration windows, and how many predicted the machine's true condition. */
+  windows: number;
+  matches: number;
+  lastTruth: FaultMode | null;
+  lastPredicted: string | null;
+}
 
 export interface SimulatedSourceOptions {
   intervalMs: number;
   seed: number;
+  machine?: SimulatedMachine;
+  clock?: () => number;
   active: ActiveModel;
   pipeline: Pipeline;
   logger: Logger;
@@ -27,12 +49,24 @@ export class SimulatedSource {
   private readonly random: () => number;
   private warned = new Set<string>();
   private runs = 0;
+  private signal: DeviceSignal | null = null;
+  readonly stats: SimulatedSourceStats = { windows: 0, matches: 0, lastTruth: null, lastPredicted: null };
 
   constructor(private readonly options: SimulatedSourceOptions) {
     this.random = mulberry32(options.seed);
   }
 
   start(): void {
+    const m = this.options.machine ?? {};
+    const clock = this.options.clock ?? Date.now;
+    this.signal = createDeviceSignal({
+      machine: m.machine ?? 'pump-1800',
+      seed: this.options.seed,
+      startMs: clock(),
+      ...(m.fault ? { fault: m.fault } : {}),
+      ...(m.severity !== undefined ? { severity: m.severity } : {}),
+      ...(m.scenario ? { scenario: { kind: m.scenario } } : {}),
+    });
     this.timer = setInterval(() => void this.tick(), this.options.intervalMs);
   }
 
@@ -48,17 +82,43 @@ export class SimulatedSource {
   private async tick(): Promise<void> {
     const current = this.options.active.current;
     if (this.running || !current) return;
-    const feeds = this.buildFeeds(current.session.inputs.length > 0 ? current.session.inputs : current.bundle.manifest.inputs, current.bundle.digest);
+    const inputs = current.session.inputs.length > 0 ? current.session.inputs : current.bundle.manifest.inputs;
+    const vibration = this.vibrationFeeds(current.bundle.manifest.features, inputs);
+    const feeds = vibration?.feeds ?? this.buildFeeds(inputs, current.bundle.digest);
     if (!feeds) return;
     this.running = true;
     try {
-      await this.options.pipeline.infer(feeds);
+      const result = await this.options.pipeline.infer(feeds);
       this.runs++;
+      if (vibration) this.score(vibration.truth, result.outputs, current.bundle.manifest.features);
     } catch (err) {
       this.options.logger.debug({ err }, 'simulated inference failed');
     } finally {
       this.running = false;
     }
+  }
+
+  /** Feeds of one vibration window, when the model takes this pipeline's features. */
+  private vibrationFeeds(features: Record<string, unknown> | undefined, inputs: TensorSpecT[]): { feeds: Feeds; truth: FaultMode } | null {
+    const input = inputs[0];
+    if (!this.signal || !input || inputs.length !== 1 || features?.name !== FEATURE_PIPELINE.name || features.version !== FEATURE_PIPELINE.version) return null;
+    if (input.dims[input.dims.length - 1] !== FEATURE_COUNT) return null;
+    const window = this.signal.windowAt((this.options.clock ?? Date.now)());
+    const data = extractFeatures(window.samples, { sampleRateHz: this.signal.sampleRateHz, temperatureC: window.temperatureC });
+    return { feeds: { [input.name]: { dims: [1, FEATURE_COUNT], data } }, truth: window.truth };
+  }
+
+  private score(truth: FaultMode, outputs: Record<string, { data: Float32Array }>, features: Record<string, unknown> | undefined): void {
+    const scores = Object.values(outputs)[0]?.data;
+    if (!scores) return;
+    const classes = Array.isArray(features?.classes) ? (features.classes as string[]) : FAULT_CLASSES;
+    let best = 0;
+    for (let i = 1; i < scores.length; i++) if (scores[i]! > scores[best]!) best = i;
+    const predicted = Number.isNaN(scores[best]) ? null : (classes[best] ?? null);
+    this.stats.windows++;
+    if (predicted === truth) this.stats.matches++;
+    this.stats.lastTruth = truth;
+    this.stats.lastPredicted = predicted;
   }
 
   private buildFeeds(inputs: TensorSpecT[], digest: string): Feeds | null {

@@ -9,9 +9,11 @@
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { Type } from 'typebox';
-import { Compile, PublicKeyB64, describeErrors, type LabelsT } from '@cairn/shared';
+import { Compile, PublicKeyB64, describeErrors, MACHINE_TYPE_NAMES, type LabelsT } from '@cairn/shared';
 import { createAgent, type Agent, type AgentTuning } from '../agent.js';
-import { parseConfig } from '../config.js';
+import { parseConfig, type SourceConfig } from '../config.js';
+
+type SimulatedMachineConfig = Omit<Extract<SourceConfig, { kind: 'simulated' }>, 'kind' | 'intervalMs' | 'seed'>;
 import { createWorkerRuntime } from '../components/runtime/worker-runtime.js';
 import type { ModelRuntime } from '../components/runtime/types.js';
 import { mulberry32 } from '@cairn/shared';
@@ -62,6 +64,27 @@ export function simLabels(count: number, seed: number): LabelsT[] {
   return Array.from({ length: count }, () => ({ site: pick(SITES), line: pick(LINES), hw: pick(HARDWARE) }));
 }
 
+/**
+ * Deterministic machines for the fleet: a machine type per device; about one device in five
+ * runs with a fault (imbalance, misalignment, outer or inner race), one in ten develops an
+ * outer-race fault over hours, and one in ten drifts (sensor gain, shaft speed, temperature).
+ * The same seed gives every device the same machine.
+ */
+export function simMachines(count: number, seed: number): SimulatedMachineConfig[] {
+  const random = mulberry32(seed ^ 0x5eed);
+  const pick = <T>(values: readonly T[]): T => values[Math.floor(random() * values.length)]!;
+  const FAULTS = ['imbalance', 'misalignment', 'outer_race', 'inner_race'] as const;
+  const DRIFTS = ['sensor_gain_drift', 'shaft_speed_change', 'temperature_offset'] as const;
+  return Array.from({ length: count }, () => {
+    const machine = pick(MACHINE_TYPE_NAMES);
+    const roll = random();
+    if (roll < 0.2) return { machine, fault: pick(FAULTS), severity: 0.5 + random() * 0.5 };
+    if (roll < 0.3) return { machine, scenario: 'fault_progression' as const };
+    if (roll < 0.4) return { machine, scenario: pick(DRIFTS) };
+    return { machine };
+  });
+}
+
 export async function fetchTrust(hubUrl: string): Promise<{ rootPublicKey: string; mqttUrl: string }> {
   const url = new URL('/api/v1/trust', hubUrl).toString();
   let response: Response;
@@ -86,6 +109,7 @@ export async function simulateFleet(options: FleetOptions): Promise<Fleet> {
   const ownsRuntime = options.runtime === undefined;
   const runtime = options.runtime ?? createWorkerRuntime({ shareByDigest: true, intraOpNumThreads: 1 });
   const labels = simLabels(options.devices, seed);
+  const machines = simMachines(options.devices, seed);
 
   const agents = labels.map((deviceLabels, i) => {
     const deviceId = simDeviceId(i);
@@ -97,7 +121,7 @@ export async function simulateFleet(options: FleetOptions): Promise<Fleet> {
       labels: deviceLabels,
       api: false,
       telemetryIntervalMs: options.telemetryIntervalMs ?? 10_000,
-      source: { kind: 'simulated', intervalMs: options.sourceIntervalMs ?? 1000, seed: (seed * 7919 + i) >>> 0 },
+      source: { kind: 'simulated', intervalMs: options.sourceIntervalMs ?? 1000, seed: (seed * 7919 + i) >>> 0, ...machines[i] },
       logLevel: logger.level as 'info',
     });
     return createAgent(config, { runtime, logger, ...(options.tuning ? { tuning: options.tuning } : {}) });
