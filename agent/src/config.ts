@@ -44,7 +44,7 @@ export const SimulatedSourceSchema = Type.Object(
      * The simulated machine, used when the active model takes the `cairn.vibration` features:
      * its type, its condition, and a drift scenario that unfolds from the agent's start.
      */
-    machine: Type.Optional(Type.Enum(MACHINE_TYPE_NAMES, { default: 'pump-1800' })),
+    machine: Type.Optional(Type.Enum(MACHINE_TYPE_NAMES, { description: 'default pump-1800' })),
     fault: Type.Optional(Type.Enum(FAULT_CLASSES)),
     severity: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),
     scenario: Type.Optional(Type.Enum(DRIFT_SCENARIO_KINDS)),
