@@ -15,7 +15,7 @@ import { createServer, connect } from 'node:net';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { createAgent, parseConfig, type Agent } from '@cairn/agent';
+import { createAgent, parseConfig, createWorkerRuntime, type Agent } from '@cairn/agent';
 import { loadHubConfig, startHub, type RunningHub } from '@cairn/hub';
 import { buildDemoModel } from '@cairn/hub/training/demo-model.js';
 import { writeMlpOnnx } from '@cairn/hub/training/onnx-writer.js';
@@ -154,8 +154,31 @@ async function main(): Promise<void> {
     quantization.push({ kernelParentMs, kernelChildMs, version, parentAcc: gate.accuracy!.parent, childAcc: gate.accuracy!.child, sizeRatio: gate.size.ratio, latencyRatio: gate.latency.ratio, parentMs: gate.latency.parentMs, childMs: gate.latency.childMs });
   }
 
+  // The slow faulty image against the default image, as the agent sees it (through its worker).
+  const slowRatio = await (async () => {
+    const runtime = createWorkerRuntime();
+    try {
+      const row = generateDataset({ seed: 1, machines: ['pump-1800'], windowsPerClass: 1 }).features.slice(0, 19);
+      const median200 = async (id: string) => {
+        const session = await runtime.load(id.padEnd(64, '0').replace(/[^0-9a-f]/g, 'a').slice(0, 64), `firmware-images/${id}/model.onnx`);
+        const times: number[] = [];
+        for (let i = 0; i < 220; i++) {
+          const t0 = performance.now();
+          await session.infer({ features: { dims: [1, 19], data: row.slice() } });
+          if (i >= 20) times.push(performance.now() - t0);
+        }
+        return median(times);
+      };
+      const normal = await median200('pdm-vibration-1.0.0-int8');
+      const slow = await median200('pdm-vibration-1.0.1-slow');
+      return { normal, slow, ratio: slow / normal };
+    } finally {
+      await runtime.close();
+    }
+  })();
+
   mkdirSync('test-artifacts', { recursive: true });
-  writeFileSync('test-artifacts/bench.json', JSON.stringify({ ...results, quantization }, null, 2));
+  writeFileSync('test-artifacts/bench.json', JSON.stringify({ ...results, quantization, slowRatio }, null, 2));
   const cpu = cpus()[0]?.model ?? 'unknown CPU';
   console.log(`## Foundation benchmarks — ${new Date().toISOString().slice(0, 10)}
 
@@ -174,6 +197,8 @@ Reference images, int8 against the fp32 parent on the held-out set (1,000 single
 | model | fp32 accuracy | int8 accuracy | size int8/fp32 | via worker fp32 / int8 | ratio | session.run fp32 / int8 | ratio |
 |---|---|---|---|---|---|---|---|
 ${quantization.map((q) => `| pdm-vibration ${q.version} | ${q.parentAcc.toFixed(2)} % | ${q.childAcc.toFixed(2)} % | ${q.sizeRatio.toFixed(3)} | ${q.parentMs.toFixed(3)} / ${q.childMs.toFixed(3)} ms | ${q.latencyRatio.toFixed(2)} | ${(q.kernelParentMs * 1000).toFixed(1)} / ${(q.kernelChildMs * 1000).toFixed(1)} µs | ${(q.kernelChildMs / q.kernelParentMs).toFixed(2)} |`).join('\n')}
+
+Faulty image \`pdm-vibration@1.0.1-slow\` against the default \`pdm-vibration@1.0.0\` (int8), single-row inference through the agent's worker, median of 200: ${slowRatio.normal.toFixed(3)} ms → ${slowRatio.slow.toFixed(3)} ms, **×${slowRatio.ratio.toFixed(1)}** (target ≥ 20×).
 `);
 }
 

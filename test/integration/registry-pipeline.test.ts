@@ -6,7 +6,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { generateDataset, verifyKeyring, verifyManifest, FAULT_CLASSES, FEATURE_NAMES } from '@cairn/shared';
+import { generateDataset, verifyKeyring, verifyManifest, gaussianArray, mulberry32, FAULT_CLASSES, FEATURE_NAMES } from '@cairn/shared';
+import { writeMlpOnnx } from '@cairn/hub/training/onnx-writer.js';
 import { startTestHub, type TestHub } from '../helpers/hub.js';
 import { noWeightModel } from '../helpers/onnx-models.js';
 
@@ -98,4 +99,59 @@ test('bad calibration data, missing uploads and unquantizable models get clear a
   assert.equal(unchanged.status, 201, JSON.stringify(unchanged.body));
   assert.equal(unchanged.body.digest, plain);
   assert.match(unchanged.body.bundle.manifest.quantization.unchanged, /.+/);
+});
+
+test('the gate cannot be satisfied vacuously, and the hub signs only what it checked', async (t) => {
+  const hub = await startTestHub(t);
+  // A single-output regression model: without labels, "same argmax" is always true.
+  const rng = mulberry32(3);
+  const single = writeMlpOnnx({
+    inputName: 'x',
+    outputName: 'y',
+    inputSize: 8,
+    layers: [
+      { inSize: 8, outSize: 16, weights: gaussianArray(rng, 128), bias: new Float32Array(16), activation: 'relu' },
+      { inSize: 16, outSize: 1, weights: gaussianArray(rng, 16), bias: new Float32Array(1), activation: 'none' },
+    ],
+    softmax: false,
+  });
+  const model = await upload(hub, single);
+  const cal = await upload(hub, Buffer.from(JSON.stringify({ inputs: Array.from({ length: 50 }, (_, r) => Array.from({ length: 8 }, (_, c) => Math.sin(r + c))) })));
+  const vacuous = await hub.api('POST', '/api/v1/models/publish', { name: 'reg', version: '1.0.0', model, quantize: 'int8', calibration: cal });
+  assert.equal(vacuous.status, 400);
+  assert.match(vacuous.body.message, /maxAbsError/);
+  const strict = await hub.api('POST', '/api/v1/models/publish', { name: 'reg', version: '1.0.0', model, quantize: 'int8', calibration: cal, maxAbsError: 1e-9 });
+  assert.equal(strict.status, 422);
+  assert.match(strict.body.message, /maxAbsError/);
+  const bounded = await hub.api('POST', '/api/v1/models/publish', { name: 'reg', version: '1.0.0', model, quantize: 'int8', calibration: cal, maxAbsError: 1 });
+  assert.equal(bounded.status, 201, JSON.stringify(bounded.body));
+
+  const fp32Model = await upload(hub, fp32);
+  const forged = await hub.api('POST', '/api/v1/models/publish', { name: 'pdm', version: '1.0.0', model: fp32Model, sections: { quantization: { scheme: 'int8', accuracyDropPoints: 0 } } });
+  assert.equal(forged.status, 400, 'a client cannot hand the hub a quantization result to sign');
+  const badDrift = await hub.api('POST', '/api/v1/models/publish', { name: 'pdm', version: '1.0.0', model: fp32Model, sections: { driftReference: { features: [{ name: 'a', edges: [2, 1], shares: [1] }] } } });
+  assert.equal(badDrift.status, 400);
+  assert.match(badDrift.body.message, /driftReference/);
+  const huge = await hub.api('POST', '/api/v1/models/publish', { name: 'pdm', version: '1.0.0', model: fp32Model, sections: { lineage: { notes: 'x'.repeat(300_000) } } });
+  assert.equal(huge.status, 422);
+  assert.equal(huge.body.code, 'CAIRN_MANIFEST_TOO_LARGE');
+});
+
+test('calibration values outside float32, labels beyond the outputs and NaN models under --reference are coded 4xx, never 500', async (t) => {
+  const hub = await startTestHub(t);
+  const model = await upload(hub, fp32);
+  const overflow = await upload(hub, Buffer.from(JSON.stringify({ inputs: [rows[0]!.map((v, i) => (i === 0 ? 1e39 : v))] })));
+  const wideLabels = await upload(hub, Buffer.from(JSON.stringify({ inputs: rows.slice(0, 3), labels: [0, 1, 9] })));
+  const cal = await upload(hub, calibration);
+  const nanModel = await upload(hub, nan);
+  const cases: [Record<string, unknown>, number, string][] = [
+    [{ model, quantize: 'int8', calibration: overflow }, 400, 'CAIRN_BAD_CALIBRATION'],
+    [{ model, quantize: 'int8', calibration: wideLabels }, 400, 'CAIRN_BAD_CALIBRATION'],
+    [{ model: nanModel, reference: cal }, 422, 'CAIRN_ONNX_INVALID'],
+  ];
+  for (const [body, status, code] of cases) {
+    const response = await hub.api('POST', '/api/v1/models/publish', { name: 'pdm', version: '3.0.0', ...body });
+    assert.equal(response.status, status, JSON.stringify([body, response.body]));
+    assert.equal(response.body.code, code);
+  }
 });

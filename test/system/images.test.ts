@@ -97,7 +97,7 @@ test('the fp32 image reproduces its golden probes; the int8 image stays within t
   });
 });
 
-test('faulty images: nan emits NaN, collapsed always says "healthy", slow computes the same at ≥ 20× the work', async () => {
+test('faulty images: nan emits NaN, collapsed always says "healthy", slow computes the same with thousands of times the work', async () => {
   const nan = await outputs('pdm-vibration-1.0.1-nan', probeInputs);
   assert.ok(nan.some(Number.isNaN), 'NaN outputs');
 
@@ -110,7 +110,8 @@ test('faulty images: nan emits NaN, collapsed always says "healthy", slow comput
   const base = await outputs('pdm-vibration-1.0.0-fp32', probeInputs);
   const slow = await outputs('pdm-vibration-1.0.1-slow', probeInputs);
   base.forEach((v, i) => assert.ok(Math.abs(v - slow[i]!) < 1e-4, `slow output ${i}`));
-  assert.ok(multiplyAdds('pdm-vibration-1.0.1-slow') >= 20 * multiplyAdds('pdm-vibration-1.0.0-fp32'));
+  // Structure, not timing (timings live in the benchmark: ≥ 20× slower through the agent's worker).
+  assert.ok(multiplyAdds('pdm-vibration-1.0.1-slow') >= 1000 * multiplyAdds('pdm-vibration-1.0.0-fp32'));
 });
 
 /** Multiply-adds of one row through every Gemm/MatMul (from the weight shapes). */

@@ -27,8 +27,11 @@ export function readImage(dir: string): ImageDir {
   }
   const file = signed.manifest?.files?.[0];
   if (!file || sha256Hex(model) !== file.digest || model.length !== file.size) throw new ImageError(`${dir}/model.onnx does not match its manifest (digest or size)`);
+  // The image's own quantization results are its builder's claims, not this hub's measurement:
+  // they travel in the lineage, next to the key that signed the image.
   const { features, lineage, health, driftReference, quantization } = signed.manifest;
-  const sections = Object.fromEntries(Object.entries({ features, lineage, health, driftReference, quantization }).filter(([, v]) => v !== undefined));
+  const provenance = { image: { name: signed.manifest.name, version: signed.manifest.version, signedBy: signed.signatures.map((s) => s.keyId), ...(quantization ? { quantization } : {}) } };
+  const sections = Object.fromEntries(Object.entries({ features, lineage: { ...lineage, ...provenance }, health, driftReference }).filter(([, v]) => v !== undefined));
   return { manifest: signed.manifest, model, sections };
 }
 

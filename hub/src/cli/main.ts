@@ -83,6 +83,9 @@ clientOptions(
     .option('--calibration <file>', 'JSON {"inputs": [[...]], "labels"?: [...]} the gate evaluates fp32 and int8 on')
     .option('--reference <file>', 'JSON {"inputs": [[...]]} of training-like data for the drift reference')
     .option('--tolerance <points>', 'largest accepted accuracy drop, in points', '0.5')
+    .option('--max-abs-error <value>', 'largest accepted absolute output difference (needed without labels for single-output models)')
+    .option('--min-agreement <share>', 'smallest accepted argmax agreement without labels (0-1)')
+    .option('--max-latency-ratio <ratio>', 'refuse an int8 model slower than this multiple of the fp32 parent')
     .option('--classes <names>', 'comma-separated class names of the outputs (drift reference)'),
 ).action(async (path: string, o: Common & PushOptions) => {
   const api = client(o);
@@ -116,7 +119,12 @@ clientOptions(
     if (o.quantize) body.quantize = o.quantize;
     if (o.calibration) body.calibration = await upload('calibration data', readFileSync(o.calibration));
     if (o.reference) body.reference = await upload('reference data', readFileSync(o.reference));
-    if (o.quantize) body.tolerance = Number(o.tolerance);
+    if (o.quantize) {
+      body.tolerance = Number(o.tolerance);
+      if (o.maxAbsError !== undefined) body.maxAbsError = Number(o.maxAbsError);
+      if (o.minAgreement !== undefined) body.minAgreement = Number(o.minAgreement);
+      if (o.maxLatencyRatio !== undefined) body.maxLatencyRatio = Number(o.maxLatencyRatio);
+    }
     if (o.classes) body.classes = o.classes.split(',');
     if (image) body.sections = image.sections;
     progress(o.quantize ? 'validating, quantizing to int8 and gating against the fp32 parent…' : 'validating and signing…');
@@ -290,6 +298,9 @@ interface PushOptions {
   calibration?: string;
   reference?: string;
   tolerance: string;
+  maxAbsError?: string;
+  minAgreement?: string;
+  maxLatencyRatio?: string;
   classes?: string;
 }
 interface GateInfo {

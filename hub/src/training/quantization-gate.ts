@@ -198,7 +198,7 @@ async function load(runtime: ReturnType<typeof createWorkerRuntime>, dir: string
   }
 }
 
-type BatchDim = { fixed: number } | { fixed: undefined };
+export type BatchDim = { fixed: number } | { fixed: undefined };
 
 /** Lists every way the calibration set and the two signatures disagree; throws when there is any. */
 function checkSignatures(parent: ModelSession, child: ModelSession, calibration: CalibrationSet, width: number): { inputName: string; outputName: string; batchDim: BatchDim } {
@@ -238,7 +238,7 @@ function checkSignatures(parent: ModelSession, child: ModelSession, calibration:
 }
 
 /** Runs every calibration row; a fixed batch dimension is filled by repeating the last row. */
-async function runAll(session: ModelSession, inputName: string, outputName: string, inputs: Float32Array, count: number, width: number, batchDim: BatchDim): Promise<{ values: Float32Array; width: number }> {
+export async function runAll(session: ModelSession, inputName: string, outputName: string, inputs: Float32Array, count: number, width: number, batchDim: BatchDim): Promise<{ values: Float32Array; width: number }> {
   const chunk = batchDim.fixed ?? EVAL_CHUNK;
   const pieces: Float32Array[] = [];
   let outWidth = 0;

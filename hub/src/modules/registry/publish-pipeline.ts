@@ -21,7 +21,7 @@ import { inspectOnnx, OnnxLoadError } from './onnx-inspect.js';
 import { publishModel } from './publisher.js';
 import { formatModelRef } from './model-ref.js';
 import { quantizeInt8, QuantizationError, QUANTIZATION_SCHEME } from '../../training/quantizer.js';
-import { evaluateQuantization, type GateResult } from '../../training/quantization-gate.js';
+import { evaluateQuantization, runAll, type BatchDim, type GateResult } from '../../training/quantization-gate.js';
 import { argmax } from '../../training/metrics.js';
 
 export interface PublishRequest {
@@ -35,16 +35,30 @@ export interface PublishRequest {
   reference?: string;
   /** Largest accepted accuracy drop in points (labelled calibration); default 0.5. */
   tolerance?: number;
+  /** Largest accepted absolute output difference; required without labels when the model has a single output. */
+  maxAbsError?: number;
+  /** Smallest accepted argmax agreement without labels (0–1); default 0.99. */
+  minAgreement?: number;
+  maxLatencyRatio?: number;
+  maxSizeRatio?: number;
   classes?: string[];
   featureNames?: string[];
-  /** Manifest sections the operator supplies (e.g. from a reference image); computed ones win. */
-  sections?: { features?: Record<string, unknown>; lineage?: Record<string, unknown>; health?: Record<string, unknown>; driftReference?: Record<string, unknown>; quantization?: Record<string, unknown> };
+  /**
+   * Manifest sections the operator supplies (e.g. from a reference image). They are the
+   * operator's claims, signed as given; `driftReference` is checked for consistency with the
+   * model. The `quantization` section is only ever the hub's own measurement.
+   */
+  sections?: { features?: Record<string, unknown>; lineage?: Record<string, unknown>; health?: Record<string, unknown>; driftReference?: Record<string, unknown> };
 }
 
 export interface PublishOutcome {
   bundle: SignedManifestT;
   gate?: GateResult;
 }
+
+/** Calibration and reference files are parsed in memory on the hub: bounded. */
+export const MAX_DATA_FILE_BYTES = 16 * 1024 * 1024;
+export const MAX_DATA_ROWS = 100_000;
 
 interface Rows {
   inputs: Float32Array;
@@ -53,20 +67,40 @@ interface Rows {
   labels?: Int32Array;
 }
 
-export async function runPublishPipeline(ctx: HubContext, request: PublishRequest): Promise<PublishOutcome> {
+/** One publish at a time: each holds models and data in memory and runs onnxruntime workers. */
+let queue: Promise<unknown> = Promise.resolve();
+
+export function runPublishPipeline(ctx: HubContext, request: PublishRequest): Promise<PublishOutcome> {
+  const run = queue.then(() => publish(ctx, request));
+  queue = run.catch(() => undefined);
+  return run;
+}
+
+async function publish(ctx: HubContext, request: PublishRequest): Promise<PublishOutcome> {
   const ref = formatModelRef(request);
   if (ctx.registry.get(request.name, request.version)) throw Errors.modelExists(ref);
   if (request.quantize && !request.calibration) throw Errors.badRequest('quantization needs calibration data (calibration: the digest of an uploaded calibration file)');
   const parentBytes = readUpload(ctx, request.model);
   const parentSignature = await inspect(ctx.blobs.pathOf(request.model));
+  const needsRows = request.quantize !== undefined || request.reference !== undefined || request.sections?.driftReference !== undefined;
+  if (needsRows && parentSignature.inputs.length !== 1) {
+    throw Errors.badRequest(`quantization and drift references handle models with one [batch, width] input; this one has ${parentSignature.inputs.length}`);
+  }
   const input = parentSignature.inputs[0]!;
-  const width = rowWidth(input);
+  const width = needsRows ? rowWidth(input) : 0;
 
   let published: { bytes: Uint8Array; digest: string; signature: typeof parentSignature } = { bytes: parentBytes, digest: request.model, signature: parentSignature };
   let quantization: Record<string, unknown> | undefined;
   let gate: GateResult | undefined;
   if (request.quantize) {
     const calibration = readRows(ctx, request.calibration!, 'calibration', input, width);
+    const outputWidth = lastDim(parentSignature.outputs[0]);
+    if (!calibration.labels && outputWidth === 1 && request.maxAbsError === undefined) {
+      throw Errors.badRequest('without labels the gate compares predictions, which a single-output model cannot fail: give maxAbsError (or labelled calibration data)');
+    }
+    if (calibration.labels && outputWidth !== undefined && calibration.labels.some((l) => l >= outputWidth)) {
+      throw Errors.badCalibration(`labels must be class indices below ${outputWidth}, the width of the model's output`);
+    }
     let result;
     try {
       result = quantizeInt8(parentBytes);
@@ -77,12 +111,23 @@ export async function runPublishPipeline(ctx: HubContext, request: PublishReques
     if (result.report.quantized.length === 0) {
       quantization = { scheme: QUANTIZATION_SCHEME, unchanged: result.report.unchangedReason ?? 'no quantizable weights', skipped: result.report.skipped };
     } else {
-      gate = await evaluateQuantization({
-        parent: parentBytes,
-        child: result.model,
-        calibration: { inputs: calibration.inputs, count: calibration.count, inputName: input.name, ...(calibration.labels ? { labels: calibration.labels } : {}) },
-        tolerance: { maxAccuracyDropPoints: request.tolerance ?? 0.5 },
-      });
+      try {
+        gate = await evaluateQuantization({
+          parent: parentBytes,
+          child: result.model,
+          calibration: { inputs: calibration.inputs, count: calibration.count, inputName: input.name, ...(calibration.labels ? { labels: calibration.labels } : {}) },
+          tolerance: {
+            maxAccuracyDropPoints: request.tolerance ?? 0.5,
+            ...(request.maxAbsError !== undefined ? { maxAbsError: request.maxAbsError } : {}),
+            ...(request.minAgreement !== undefined ? { minAgreement: request.minAgreement } : {}),
+            ...(request.maxLatencyRatio !== undefined ? { maxLatencyRatio: request.maxLatencyRatio } : {}),
+            ...(request.maxSizeRatio !== undefined ? { maxSizeRatio: request.maxSizeRatio } : {}),
+          },
+        });
+      } catch (err) {
+        if (err instanceof QuantizationError) throw err.code === 'CAIRN_QUANT_CALIBRATION_MISMATCH' ? Errors.badCalibration(err.message) : Errors.invalidModel(err.message);
+        throw err;
+      }
       // Comparing against a parent that is itself broken proves nothing: refuse that too.
       const failures = [...gate.failures];
       if (gate.error.nonFiniteParent > 0) failures.push(`the fp32 parent itself produced ${gate.error.nonFiniteParent} NaN or infinite output value(s) on the calibration data`);
@@ -111,13 +156,17 @@ export async function runPublishPipeline(ctx: HubContext, request: PublishReques
   let driftReference: Record<string, unknown> | undefined;
   if (request.reference) {
     const reference = readRows(ctx, request.reference, 'reference', input, width);
-    const outputs = await runRows(ctx.blobs.pathOf(published.digest), published.digest, input.name, reference);
-    const outputWidth = outputs.length / reference.count;
-    const classes = request.classes ?? Array.from({ length: outputWidth }, (_, i) => `class${i}`);
-    if (classes.length !== outputWidth) throw Errors.badRequest(`${classes.length} class names for a model with ${outputWidth} outputs`);
+    const outputs = await runRows(ctx.blobs.pathOf(published.digest), published.digest, input, published.signature.outputs[0]?.name, reference);
+    const classes = request.classes ?? Array.from({ length: outputs.width }, (_, i) => `class${i}`);
+    if (classes.length !== outputs.width) throw Errors.badRequest(`${classes.length} class names for a model with ${outputs.width} outputs`);
     const featureNames = request.featureNames ?? Array.from({ length: width }, (_, i) => `x${i}`);
     if (featureNames.length !== width) throw Errors.badRequest(`${featureNames.length} feature names for a ${width}-wide input`);
-    driftReference = buildDriftReference({ features: reference.inputs, featureCount: width, featureNames, predictedClasses: argmax(outputs, reference.count, outputWidth), classes }) as unknown as Record<string, unknown>;
+    const predicted = argmax(outputs.values, reference.count, outputs.width);
+    const broken = predicted.reduce((n, p) => n + (p < 0 ? 1 : 0), 0);
+    if (broken > 0) throw Errors.invalidModel(`the model produced NaN outputs on ${broken} of ${reference.count} reference rows; no drift reference can be built from it`);
+    driftReference = buildDriftReference({ features: reference.inputs, featureCount: width, featureNames, predictedClasses: predicted, classes }) as unknown as Record<string, unknown>;
+  } else if (request.sections?.driftReference) {
+    checkDriftReference(request.sections.driftReference, width);
   }
 
   const bundle = publishModel(ctx, {
@@ -156,6 +205,9 @@ function rowWidth(input: TensorSpecT): number {
 
 /** Parses a calibration or reference file and checks it against the model's input. */
 function readRows(ctx: HubContext, digest: string, what: string, input: TensorSpecT, width: number): Rows {
+  if (/^[0-9a-f]{64}$/.test(digest) && ctx.blobs.has(digest) && ctx.blobs.size(digest) > MAX_DATA_FILE_BYTES) {
+    throw Errors.badCalibration(`the ${what} file is larger than ${MAX_DATA_FILE_BYTES / 1024 / 1024} MiB; a few thousand representative rows are enough`);
+  }
   let value: unknown;
   try {
     value = JSON.parse(readUpload(ctx, digest).toString('utf8'));
@@ -165,6 +217,7 @@ function readRows(ctx: HubContext, digest: string, what: string, input: TensorSp
   }
   const { inputs, labels } = (value ?? {}) as { inputs?: unknown; labels?: unknown };
   if (!Array.isArray(inputs) || inputs.length === 0) throw Errors.badCalibration(`the ${what} file needs "inputs": a non-empty array of rows`);
+  if (inputs.length > MAX_DATA_ROWS) throw Errors.badCalibration(`the ${what} file has ${inputs.length} rows; at most ${MAX_DATA_ROWS}`);
   const problems: string[] = [];
   const flat = new Float32Array(inputs.length * width);
   inputs.forEach((row, r) => {
@@ -173,8 +226,8 @@ function readRows(ctx: HubContext, digest: string, what: string, input: TensorSp
       return;
     }
     row.forEach((v, c) => {
-      if (typeof v !== 'number' || !Number.isFinite(v)) {
-        if (problems.length < 5) problems.push(`row ${r} column ${c} is not a finite number`);
+      if (typeof v !== 'number' || !Number.isFinite(Math.fround(v))) {
+        if (problems.length < 5) problems.push(`row ${r} column ${c} is not a finite float32 number`);
       } else flat[r * width + c] = v;
     });
   });
@@ -189,18 +242,43 @@ function readRows(ctx: HubContext, digest: string, what: string, input: TensorSp
   return rows;
 }
 
-/** Runs every row through a model in a worker (onnxruntime blocks its thread) and returns the flat output. */
-async function runRows(path: string, digest: string, inputName: string, rows: Rows): Promise<Float32Array> {
+/** Runs every row through a model in a worker (onnxruntime blocks its thread), in bounded chunks. */
+async function runRows(path: string, digest: string, input: TensorSpecT, outputName: string | undefined, rows: Rows): Promise<{ values: Float32Array; width: number }> {
+  if (!outputName) throw Errors.invalidModel('the model has no output');
   const runtime = createWorkerRuntime();
   try {
     const session = await runtime.load(digest, path);
-    const outputs = await session.infer({ [inputName]: { dims: [rows.count, rows.width], data: rows.inputs } });
-    const first = Object.values(outputs)[0];
-    if (!first) throw Errors.invalidModel('the model produced no output');
-    return first.data;
+    const batch = input.dims[0];
+    return await runAll(session, input.name, outputName, rows.inputs, rows.count, rows.width, { fixed: typeof batch === 'number' ? batch : undefined } as BatchDim);
+  } catch (err) {
+    if (err instanceof QuantizationError) throw Errors.invalidModel(err.message);
+    throw err;
   } finally {
     await runtime.close();
   }
+}
+
+function lastDim(spec: TensorSpecT | undefined): number | undefined {
+  const d = spec?.dims[spec.dims.length - 1];
+  return typeof d === 'number' ? d : undefined;
+}
+
+/** An operator-supplied drift reference must describe this model's input. */
+function checkDriftReference(reference: Record<string, unknown>, width: number): void {
+  const features = reference.features;
+  const problems: string[] = [];
+  if (!Array.isArray(features)) problems.push('features must be an array of histograms');
+  else {
+    if (features.length !== width) problems.push(`${features.length} feature histograms for a ${width}-wide input`);
+    features.slice(0, width).forEach((f: { name?: unknown; edges?: unknown; shares?: unknown }, i: number) => {
+      const edges = f.edges;
+      const shares = f.shares;
+      if (typeof f.name !== 'string') problems.push(`features[${i}].name must be a string`);
+      if (!Array.isArray(edges) || !edges.every((e, j) => typeof e === 'number' && Number.isFinite(e) && (j === 0 || e > (edges[j - 1] as number)))) problems.push(`features[${i}].edges must be strictly increasing numbers`);
+      else if (!Array.isArray(shares) || shares.length !== edges.length + 1 || !shares.every((x) => typeof x === 'number' && x >= 0 && x <= 1)) problems.push(`features[${i}].shares must hold edges.length + 1 shares in [0, 1]`);
+    });
+  }
+  if (problems.length > 0) throw Errors.badRequest(`sections.driftReference does not describe this model: ${problems.slice(0, 5).join('; ')}`);
 }
 
 const round = (x: number, digits: number) => Math.round(x * 10 ** digits) / 10 ** digits;

@@ -3,10 +3,13 @@
  * it, write the bundle manifest, sign it with the release key, and record it. Both the raw push
  * (`POST /api/v1/models`) and the publishing pipeline (quantize, gate, drift reference) end here.
  */
-import type { ManifestT, SignedManifestT, TensorSpecT } from '@cairn/shared';
+import { canonicalJson, MAX_JSON_PAYLOAD_BYTES, type ManifestT, type SignedManifestT, type TensorSpecT } from '@cairn/shared';
 import type { HubContext } from '../../infra/context.js';
 import { Errors } from '../../infra/errors.js';
 import { formatModelRef } from './model-ref.js';
+
+/** Largest canonical manifest the hub signs: three quarters of a desired document's budget. */
+export const MAX_MANIFEST_BYTES = Math.floor(MAX_JSON_PAYLOAD_BYTES * 0.75);
 
 /** The oldest agent that understands the manifests this hub writes. */
 export const MIN_AGENT_VERSION = '0.1.0';
@@ -39,6 +42,10 @@ export function publishModel(ctx: HubContext, input: PublishInput): SignedManife
     ...(input.description ? { description: input.description } : {}),
     ...stripUndefined(input.sections ?? {}),
   };
+  // The signed manifest travels inside every desired document, which devices refuse above the
+  // protocol's payload limit: keep room for the keyring and the document's own fields.
+  const size = Buffer.byteLength(canonicalJson(manifest));
+  if (size > MAX_MANIFEST_BYTES) throw Errors.manifestTooLarge(size, MAX_MANIFEST_BYTES);
   const bundle = { manifest, signatures: [ctx.keys.signManifest(manifest)] };
   if (!ctx.registry.insert(bundle, ctx.clock())) throw Errors.modelExists(ref);
   ctx.logger.info({ model: ref, digest: input.digest, size: input.size }, 'model published');

@@ -149,11 +149,15 @@ const registryPlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { ctx 
             calibration: Type.Optional(Type.String({ pattern: '^[0-9a-f]{64}$' })),
             reference: Type.Optional(Type.String({ pattern: '^[0-9a-f]{64}$' })),
             tolerance: Type.Optional(Type.Number({ minimum: 0, maximum: 100, description: 'largest accepted accuracy drop, in points' })),
+            maxAbsError: Type.Optional(Type.Number({ minimum: 0, description: 'largest accepted absolute output difference (required without labels for single-output models)' })),
+            minAgreement: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'smallest accepted argmax agreement without labels; default 0.99' })),
+            maxLatencyRatio: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
+            maxSizeRatio: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
             classes: Type.Optional(Type.Array(Type.String({ maxLength: 64 }), { maxItems: 1000 })),
             featureNames: Type.Optional(Type.Array(Type.String({ maxLength: 64 }), { maxItems: 10_000 })),
             sections: Type.Optional(
               Type.Object(
-                { features: Type.Optional(Section), lineage: Type.Optional(Section), health: Type.Optional(Section), driftReference: Type.Optional(Section), quantization: Type.Optional(Section) },
+                { features: Type.Optional(Section), lineage: Type.Optional(Section), health: Type.Optional(Section), driftReference: Type.Optional(Section) },
                 { additionalProperties: false },
               ),
             ),

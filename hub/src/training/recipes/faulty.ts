@@ -19,7 +19,7 @@ const { onnx } = onnxProto;
 export type FaultyVariant = 'nan' | 'collapsed' | 'slow';
 
 export const SLOW_WIDTH = 512;
-export const SLOW_DEPTH = 24;
+export const SLOW_DEPTH = 256;
 
 export function faultyModel(spec: MlpSpec, variant: FaultyVariant): Uint8Array {
   switch (variant) {
