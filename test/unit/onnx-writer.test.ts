@@ -3,9 +3,9 @@
  * computes what `mlpForward` computes, keeps the layout the int8 quantizer relies on, and its
  * bytes are a pure function of the spec.
  */
+import { onnxCheckerReady, assertOnnxConforms } from '../helpers/onnx-checker.js';
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,8 +17,6 @@ import { mlpForward, writeMlpOnnx, type MlpLayer, type MlpSpec } from '@cairn/hu
 import { gaussianArray, mulberry32, type Rng } from '@cairn/shared';
 
 const { onnx } = onnxProto;
-const SYSTEM_PYTHON = '/usr/bin/python3';
-const CHECK_SCRIPT = 'import onnx,sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True)';
 
 async function tempDir(t: TestContext): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'cairn-onnx-writer-'));
@@ -67,10 +65,6 @@ function normalizedSpec(seed: number): MlpSpec {
 }
 
 /** Null when Debian's python3-onnx is not installed (`apt-get install -y python3-onnx`). */
-function onnxCheckerAvailable(): boolean {
-  return spawnSync(SYSTEM_PYTHON, ['-c', 'import onnx'], { encoding: 'utf8' }).status === 0;
-}
-
 test('the demo model has the same bytes for the same seed and different bytes for another seed', () => {
   const a = buildDemoModel({ seed: 1 });
   const b = buildDemoModel({ seed: 1 });
@@ -214,12 +208,7 @@ test('an inconsistent spec is refused with the reason', () => {
 });
 
 test('written models pass the official ONNX checker (full_check)', async (t) => {
-  if (!onnxCheckerAvailable()) {
-    // CI installs python3-onnx (.ci/run), so there the check must run; elsewhere it is optional.
-    assert.ok(!process.env.CI, `${SYSTEM_PYTHON} cannot import onnx in CI`);
-    t.skip(`${SYSTEM_PYTHON} cannot import onnx; install Debian's python3-onnx to run this check`);
-    return;
-  }
+  if (!onnxCheckerReady(t)) return;
   const dir = await tempDir(t);
   const models: [string, Uint8Array][] = [
     ['demo.onnx', buildDemoModel().bytes],
@@ -229,7 +218,6 @@ test('written models pass the official ONNX checker (full_check)', async (t) => 
   for (const [name, bytes] of models) {
     const path = join(dir, name);
     await writeFile(path, bytes);
-    const result = spawnSync(SYSTEM_PYTHON, ['-c', CHECK_SCRIPT, path], { encoding: 'utf8' });
-    assert.equal(result.status, 0, `${name} fails onnx.checker: ${result.stderr}`);
+    assertOnnxConforms(path, name);
   }
 });

@@ -53,6 +53,19 @@ const registryPlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { ctx 
   // Model uploads are raw bytes; the stream goes straight to disk, never into memory whole.
   app.addContentTypeParser('application/octet-stream', (_request, payload, done) => done(null, payload));
 
+  /** Streams a raw request body into the blob store's staging area, bounded by the body limit. */
+  const stageBody = async (body: unknown, what: string) => {
+    if (!body || typeof (body as Readable).pipe !== 'function') {
+      throw Errors.badRequest(`send ${what} as the request body with Content-Type: application/octet-stream`);
+    }
+    try {
+      return await blobs.stage(body as Readable, maxBytes);
+    } catch (err) {
+      if (err instanceof BlobTooLargeError) throw Errors.payloadTooLarge(err.limit);
+      throw err;
+    }
+  };
+
   const find = (name: string, version: string) => {
     const model = registry.get(name, version);
     if (!model) throw Errors.modelNotFound(formatModelRef({ name, version }));
@@ -73,16 +86,7 @@ const registryPlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { ctx 
       const { name, version, description } = request.query;
       const ref = formatModelRef({ name, version });
       if (registry.get(name, version)) throw Errors.modelExists(ref);
-      if (!request.body || typeof (request.body as Readable).pipe !== 'function') {
-        throw Errors.badRequest('send the ONNX file as the request body with Content-Type: application/octet-stream');
-      }
-      let staged;
-      try {
-        staged = await blobs.stage(request.body as Readable, maxBytes);
-      } catch (err) {
-        if (err instanceof BlobTooLargeError) throw Errors.payloadTooLarge(err.limit);
-        throw err;
-      }
+      const staged = await stageBody(request.body, 'the ONNX file');
       try {
         if (staged.size === 0) throw Errors.invalidModel('the uploaded file is empty');
         let signature;
@@ -112,16 +116,7 @@ const registryPlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { ctx 
       },
     },
     async (request, reply) => {
-      if (!request.body || typeof (request.body as Readable).pipe !== 'function') {
-        throw Errors.badRequest('send the file as the request body with Content-Type: application/octet-stream');
-      }
-      let staged;
-      try {
-        staged = await blobs.stage(request.body as Readable, maxBytes);
-      } catch (err) {
-        if (err instanceof BlobTooLargeError) throw Errors.payloadTooLarge(err.limit);
-        throw err;
-      }
+      const staged = await stageBody(request.body, 'the file');
       if (staged.size === 0) {
         staged.discard();
         throw Errors.badRequest('the uploaded file is empty');
