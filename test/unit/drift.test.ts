@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { referenceHistogram, binCounts, binOf, psi, buildDriftReference, gaussianArray, mulberry32, PSI_EPSILON } from '@cairn/shared';
+import { referenceHistogram, binCounts, binOf, psi, buildDriftReference, gaussianArray, mulberry32 } from '@cairn/shared';
 
 test('quantile bins give the reference equal shares, and out-of-range values land in the end bins', () => {
   const values = Float64Array.from({ length: 1000 }, (_, i) => i);
@@ -37,7 +37,7 @@ test('PSI is ~0 for the same distribution and grows with the shift', () => {
   assert.throws(() => psi([0.5, 0.5], [1, 2, 3]), /bin counts differ/);
 });
 
-test('PSI is non-negative and symmetric in its terms for any counts', () => {
+test('PSI is finite and non-negative for any counts', () => {
   fc.assert(
     fc.property(fc.array(fc.nat(1000), { minLength: 2, maxLength: 12 }), fc.array(fc.nat(1000), { minLength: 2, maxLength: 12 }), (a, b) => {
       const n = Math.min(a.length, b.length);
@@ -46,7 +46,6 @@ test('PSI is non-negative and symmetric in its terms for any counts', () => {
       const shares = a.slice(0, n).map((c) => c / ta);
       const value = psi(shares, b.slice(0, n));
       assert.ok(value >= -1e-12 && Number.isFinite(value));
-      assert.ok(PSI_EPSILON > 0);
     }),
     { numRuns: 2000 },
   );
