@@ -20,17 +20,20 @@ import { StateStore } from './components/state-store.js';
 import { Connection, type BackoffOptions, type ConnectionState } from './components/connection.js';
 import { DropCounter } from './components/drop-counter.js';
 import { EventPublisher } from './components/events.js';
+import { Outbox, type OutboxStats } from './components/outbox.js';
 import { Downloader, type DownloadProgress } from './components/downloader.js';
 import { ActiveModel } from './components/active-model.js';
 import { InferenceStats } from './components/inference-stats.js';
 import { Pipeline } from './components/pipeline.js';
+import { DEFAULT_MAINTENANCE_RULE, MaintenanceRules } from './components/maintenance-rules.js';
 import { Reconciler } from './components/reconciler.js';
 import { ReportedPublisher, activeBundleOf } from './components/reported.js';
 import { TelemetryReporter } from './components/telemetry.js';
 import { SimulatedSource, type SimulatedSourceStats } from './components/simulated-source.js';
 import { LocalApi } from './components/local-api.js';
 import { CommandHandler } from './components/commands.js';
-import { seedFromString } from '@cairn/shared';
+import { DEFAULT_HEALTH_POLICY, seedFromString, type HealthPolicy } from '@cairn/shared';
+import { committedOf, type SlotNameT } from './components/state-store.js';
 
 /** Knobs for tests and the simulator; production uses the defaults. */
 export interface AgentTuning {
@@ -42,6 +45,8 @@ export interface AgentTuning {
   chunkRetries?: number;
   /** MQTT keepalive in seconds; default 30. */
   keepaliveSec?: number;
+  /** Outbox bound in records; default 10,000. */
+  outboxMaxRecords?: number;
 }
 
 export interface AgentDeps {
@@ -63,8 +68,16 @@ export interface AgentStatus {
   deployment: DeploymentStatusT | null;
   lastDesiredSeq: number;
   keyringVersion: number;
-  /** Whether a convergence (download, verification, load) is running. */
+  /** Whether a convergence (download, verification, probing, trial) is running. */
   converging: boolean;
+  /** The two slots' digests, the committed one, and whether a candidate is on trial (serving beside a hot standby). */
+  slots: { A: string | null; B: string | null; committed: SlotNameT | null; trial: boolean };
+  /** Digests that failed here, with the deployment they failed under and why. */
+  quarantine: ReadonlyArray<{ digest: string; deploymentId: string; reason: string }>;
+  /** Model swaps so far (trial begins and rollbacks included). */
+  swaps: number;
+  /** Maintenance alerts raised since start. */
+  alerts: number;
   download: DownloadProgress | null;
   /** Payloads dropped, by `<topic kind>:<reason>`. */
   dropped: Record<string, number>;
@@ -72,6 +85,7 @@ export interface AgentStatus {
   rejected: Record<string, number>;
   nextTelemetrySeq: number;
   telemetrySent: number;
+  outbox: OutboxStats;
   inferences: { total: number; errors: number };
   api: { port: number; requests: number; errors: number } | null;
   recentEvents: readonly DeviceEventT[];
@@ -86,6 +100,9 @@ export interface Agent {
   /** A snapshot of the agent's state, for tests and diagnostics. */
   readonly status: AgentStatus;
 }
+
+/** How long a graceful stop waits for the outbox to empty. */
+const OUTBOX_DRAIN_MS = 2000;
 
 export function createAgent(config: AgentConfig, deps: AgentDeps = {}): Agent {
   return new CairnAgent(config, deps);
@@ -103,11 +120,13 @@ class CairnAgent implements Agent {
   private readonly state: StateStore;
   private readonly blobs: BlobStore;
   private readonly connection: Connection;
+  private readonly outbox: Outbox;
   private readonly events: EventPublisher;
   private readonly downloader: Downloader;
   private readonly active: ActiveModel;
   private readonly stats: InferenceStats;
   private readonly pipeline: Pipeline;
+  private readonly rules: MaintenanceRules;
   private readonly reported: ReportedPublisher;
   private readonly telemetry: TelemetryReporter;
   private readonly commands: CommandHandler;
@@ -141,7 +160,8 @@ class CairnAgent implements Agent {
       ...(tuning.reconnect ? { backoff: tuning.reconnect } : {}),
       ...(tuning.keepaliveSec ? { keepaliveSec: tuning.keepaliveSec } : {}),
     });
-    this.events = new EventPublisher(this.connection, this.clock, log('events'));
+    this.outbox = new Outbox({ stateDir: config.stateDir, connection: this.connection, telemetrySeqFloor: () => this.state.state.nextTelemetrySeq, clock: this.clock, logger: log('outbox'), ...(tuning.outboxMaxRecords ? { maxRecords: tuning.outboxMaxRecords } : {}) });
+    this.events = new EventPublisher(this.outbox, this.clock, log('events'));
     this.downloader = new Downloader({
       connection: this.connection,
       blobs: this.blobs,
@@ -152,9 +172,14 @@ class CairnAgent implements Agent {
     });
     this.active = new ActiveModel(log('model'));
     this.stats = new InferenceStats();
-    this.pipeline = new Pipeline(this.active, this.stats);
-    this.reported = new ReportedPublisher({ connection: this.connection, state: this.state, labels: config.labels, agentVersion: AGENT_VERSION, clock: this.clock, logger: log('reported') });
-    this.telemetry = new TelemetryReporter({ intervalMs: config.telemetryIntervalMs, stats: this.stats, connection: this.connection, state: this.state, clock: this.clock, logger: log('telemetry') });
+    const machine = config.labels['machine'] ?? config.deviceId;
+    this.rules = new MaintenanceRules(machine, { ...DEFAULT_MAINTENANCE_RULE, ...config.rules }, (alert) => {
+      this.logger.warn({ alert: { machine: alert.machine, faultClass: alert.faultClass, confidence: alert.confidence } }, 'maintenance alert');
+      this.events.publish({ type: 'maintenance_alert', message: `${alert.machine}: ${alert.faultClass} (confidence ${alert.confidence.toFixed(2)}, ${alert.rule})`, alert });
+    });
+    this.pipeline = new Pipeline(this.active, this.stats, this.rules);
+    this.reported = new ReportedPublisher({ connection: this.connection, state: this.state, served: () => this.active.current?.bundle ?? null, labels: config.labels, agentVersion: AGENT_VERSION, clock: this.clock, logger: log('reported') });
+    this.telemetry = new TelemetryReporter({ intervalMs: config.telemetryIntervalMs, stats: this.stats, outbox: this.outbox, state: this.state, served: () => this.active.current?.bundle ?? null, clock: this.clock, logger: log('telemetry') });
     this.reconciler = new Reconciler({
       deviceId: config.deviceId,
       rootPublicKey: new Uint8Array(Buffer.from(config.rootPublicKey, 'base64')),
@@ -169,6 +194,7 @@ class CairnAgent implements Agent {
       logger: log('reconciler'),
       clock: this.clock,
       onChange: () => this.reported.publish(),
+      healthDefaults: healthDefaults(config.health),
     });
     this.commands = new CommandHandler(this.connection, this.drops, log('commands'));
     this.source =
@@ -196,6 +222,7 @@ class CairnAgent implements Agent {
     this.running = true;
     try {
       await this.state.start();
+      this.outbox.start();
       await this.blobs.start();
       this.runtime ??= createWorkerRuntime({ intraOpNumThreads: 1 });
       await this.reconciler.start();
@@ -226,7 +253,10 @@ class CairnAgent implements Agent {
     await this.api?.stop();
     this.downloader.stop();
     await this.reconciler.stop();
+    // Graceful: what is queued (the last events included) leaves before the offline presence.
+    if (!(await this.outbox.drain(OUTBOX_DRAIN_MS))) this.logger.info({ depth: this.outbox.stats.depth }, 'stopping with records left in the outbox; they are sent after the next start');
     await this.connection.stop();
+    this.outbox.stop();
     this.connection.removeAllListeners();
     await this.active.stop();
     if (this.ownsRuntime && this.runtime) {
@@ -276,15 +306,30 @@ class CairnAgent implements Agent {
       lastDesiredSeq: s.lastDesiredSeq,
       keyringVersion: s.keyringVersion,
       converging: this.reconciler.busy,
+      slots: { A: s.slots.A?.digest ?? null, B: s.slots.B?.digest ?? null, committed: committedOf(s) ? s.activeSlot : null, trial: this.active.onTrial },
+      quarantine: s.quarantine.map(({ digest, deploymentId, reason }) => ({ digest, deploymentId, reason })),
+      swaps: this.active.swapCount,
+      alerts: this.rules.alerts,
       download: this.downloader.progress,
       dropped: this.drops.snapshot(),
       rejected: this.reconciler.rejected,
       nextTelemetrySeq: s.nextTelemetrySeq,
       telemetrySent: this.telemetry.count,
+      outbox: this.outbox.stats,
       inferences: { total: this.stats.totals.inferences, errors: this.stats.totals.errors },
       api: this.api && apiPort !== null ? { port: apiPort, ...this.api.stats } : null,
       recentEvents: this.events.recentEvents,
       source: this.source ? { ...this.source.stats } : null,
     };
   }
+}
+
+/** The configured defaults over DEFAULT_HEALTH_POLICY. */
+function healthDefaults(overrides: AgentConfig['health']): HealthPolicy {
+  return {
+    ...DEFAULT_HEALTH_POLICY,
+    ...(overrides.probeTolerance !== undefined ? { probeTolerance: overrides.probeTolerance } : {}),
+    ...(overrides.probeLatencyMs !== undefined ? { probeLatencyMs: overrides.probeLatencyMs } : {}),
+    trial: { ...DEFAULT_HEALTH_POLICY.trial, ...overrides.trial },
+  };
 }

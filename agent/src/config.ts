@@ -17,7 +17,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { Type, type Static, type TSchema } from 'typebox';
 import { Value } from 'typebox/value';
 import { parse as parseYaml } from 'yaml';
-import { DeviceId, Labels, PublicKeyB64, Compile, applyEnvOverrides, envName as sharedEnvName, MACHINE_TYPE_NAMES, FAULT_CLASSES, DRIFT_SCENARIO_KINDS } from '@cairn/shared';
+import { DeviceId, Labels, PublicKeyB64, TrialSection, Compile, applyEnvOverrides, envName as sharedEnvName, MACHINE_TYPE_NAMES, FAULT_CLASSES, DRIFT_SCENARIO_KINDS } from '@cairn/shared';
 import { ConfigError } from './errors.js';
 
 export const ENV_PREFIX = 'CAIRN_AGENT';
@@ -51,6 +51,25 @@ export const SimulatedSourceSchema = Type.Object(
   },
   closed,
 );
+/** Health-policy defaults for what a bundle's manifest leaves out (shared/bundle/health-policy.ts). */
+export const HealthDefaultsSchema = Type.Object(
+  {
+    probeTolerance: Type.Optional(Type.Number({ minimum: 0, maximum: 1e6 })),
+    probeLatencyMs: Type.Optional(Type.Number({ minimum: 0, maximum: 3_600_000 })),
+    trial: Type.Optional(TrialSection),
+  },
+  closed,
+);
+/** Maintenance rules over the pipeline's windows (components/maintenance-rules.ts). */
+export const RulesSchema = Type.Object(
+  {
+    threshold: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'default 0.8' })),
+    windowsRequired: Type.Optional(Type.Integer({ minimum: 1, maximum: 64, description: 'default 3' })),
+    windowCount: Type.Optional(Type.Integer({ minimum: 1, maximum: 64, description: 'default 5' })),
+    cooldownMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 604_800_000, description: 'default 600000' })),
+  },
+  closed,
+);
 export const NoSourceSchema = Type.Object({ kind: Type.Literal('none') }, closed);
 
 export const AgentConfigSchema = Type.Object(
@@ -65,6 +84,8 @@ export const AgentConfigSchema = Type.Object(
     telemetryIntervalMs: Type.Integer({ minimum: 100, maximum: 86_400_000, default: 10_000 }),
     source: Type.Union([SimulatedSourceSchema, NoSourceSchema]),
     logLevel: Type.Enum(LOG_LEVELS, { default: 'info' }),
+    health: HealthDefaultsSchema,
+    rules: RulesSchema,
   },
   closed,
 );
@@ -127,6 +148,8 @@ function applyDefaults(value: unknown): unknown {
   v.labels ??= {};
   v.api ??= {};
   v.source ??= { kind: 'none' };
+  v.health ??= {};
+  v.rules ??= {};
   if (isPlainObject(v.api)) Value.Default(ApiConfigSchema, v.api);
   if (isPlainObject(v.source) && v.source.kind === 'simulated') Value.Default(SimulatedSourceSchema, v.source);
   // Top-level defaults by hand: Value.Default trips over the closed `labels` record.

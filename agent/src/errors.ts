@@ -25,7 +25,7 @@ export class ConfigError extends AgentError {
 /** A deployment could not converge; nothing changed on the device. */
 export class DeploymentFailure extends AgentError {
   constructor(
-    readonly reason: Extract<RejectionReason, 'download_failed' | 'digest_mismatch' | 'size_mismatch' | 'load_failed'>,
+    readonly reason: RejectionReason,
     message: string,
   ) {
     super('CAIRN_AGENT_DEPLOYMENT_FAILED', message);

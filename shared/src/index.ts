@@ -8,6 +8,7 @@ export * from './crypto/ed25519.js';
 export * from './bundle/signing.js';
 export * from './bundle/reasons.js';
 export * from './bundle/trust.js';
+export * from './bundle/health-policy.js';
 export * from './bundle/semver.js';
 export * from './selector/label-selector.js';
 export * from './random/prng.js';

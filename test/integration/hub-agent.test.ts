@@ -34,6 +34,7 @@ async function startAgent(t: TestContext, hub: TestHub, deviceId: string, labels
       api: { host: '127.0.0.1', port: 0 },
       telemetryIntervalMs: 200,
       source: { kind: 'simulated', intervalMs: 20, ...machine },
+      health: { trial: { durationMs: 300, minInferences: 5 } },
     }),
     { logger: pino({ level: 'silent' }) },
   );
@@ -91,7 +92,7 @@ test('push → deploy → the agent serves the model → telemetry reaches the h
 
   const events = (await hub.api('GET', '/api/v1/devices/press-7/events')).body.events as { phase?: string }[];
   const phases = events.map((e) => e.phase).filter(Boolean).reverse();
-  assert.deepEqual(phases.slice(0, 4), ['received', 'downloading', 'verifying', 'committed']);
+  assert.deepEqual(phases.slice(0, 6), ['received', 'downloading', 'verifying', 'probing', 'trial', 'committed']);
 
   await hub.api('POST', '/api/v1/deployments', { model: 'pdm@1.1.0', deviceIds: ['press-7'] });
   await waitFor('press-7 switched to 1.1.0', async () => (await infer()).model.version === '1.1.0');

@@ -86,6 +86,7 @@ test('cairn hub + cairn-agent run as processes: push, deploy, serve, graceful st
       `api: { host: 127.0.0.1, port: ${apiPort} }`,
       'telemetryIntervalMs: 500',
       'source: { kind: simulated, intervalMs: 50 }',
+      'health: { trial: { durationMs: 1000, minInferences: 5 } }',
       'logLevel: warn',
     ].join('\n'),
   );

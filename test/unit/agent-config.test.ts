@@ -41,6 +41,8 @@ test('a minimal YAML file gets every default', async (t) => {
     telemetryIntervalMs: 10_000,
     source: { kind: 'none' },
     logLevel: 'info',
+    health: {},
+    rules: {},
   } satisfies AgentConfig);
 });
 
@@ -134,5 +136,5 @@ test('an unreadable or non-YAML file is one clear error', async (t) => {
 test('the example config documents every field and is valid as shipped', () => {
   const config = loadConfig({ path: EXAMPLE, env: {} });
   assert.equal(config.deviceId, 'press-07');
-  assert.deepEqual(Object.keys(config).sort(), ['api', 'deviceId', 'labels', 'logLevel', 'mqttUrl', 'rootPublicKey', 'source', 'stateDir', 'telemetryIntervalMs']);
+  assert.deepEqual(Object.keys(config).sort(), ['api', 'deviceId', 'health', 'labels', 'logLevel', 'mqttUrl', 'rootPublicKey', 'rules', 'source', 'stateDir', 'telemetryIntervalMs']);
 });

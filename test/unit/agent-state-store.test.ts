@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import pino from 'pino';
-import { StateStore, cleanState, STATE_FILE, type AgentState } from '@cairn/agent/components/state-store.js';
+import { StateStore, cleanState, STATE_FILE, type ActiveStateT, type AgentState } from '@cairn/agent/components/state-store.js';
 
 const silent = pino({ level: 'silent' });
 
@@ -27,7 +27,7 @@ async function open(stateDir: string, clock = () => 1_700_000_000_000, logger: p
   return store;
 }
 
-const ACTIVE: NonNullable<AgentState['active']> = {
+const ACTIVE: ActiveStateT = {
   digest: 'a'.repeat(64),
   deploymentId: 'dep-1',
   manifest: {
@@ -61,7 +61,8 @@ test('every field survives a restart', async (t) => {
     s.lastDesiredSeq = 12;
     s.lastFingerprint = '{"x":1}';
     s.keyringVersion = 3;
-    s.active = ACTIVE;
+    s.slots.A = ACTIVE;
+    s.activeSlot = 'A';
     s.target = { deploymentId: 'dep-1', seq: 12, bundle: null };
     s.deployment = { deploymentId: 'dep-1', seq: 12, phase: 'committed', digest: ACTIVE.digest };
     s.nextTelemetrySeq = 99;
@@ -79,7 +80,7 @@ test('writes are atomic: no temp files are left, stale ones are cleaned up on st
   await writeFile(join(dir, `.${STATE_FILE}.999.1.tmp`), '{"half":');
   const again = await open(dir);
   assert.equal(again.state.nextTelemetrySeq, 20);
-  assert.deepEqual(await readdir(dir), [STATE_FILE]);
+  assert.deepEqual((await readdir(dir)).sort(), [STATE_FILE, `${STATE_FILE}.last-good`]);
 });
 
 test('update resolves only once its change is on disk, and concurrent updates coalesce in order', async (t) => {
@@ -98,7 +99,7 @@ test('a corrupt state.json starts clean, is kept aside, and counters restart abo
   const { logger, lines } = recordingLogger();
   const store = await open(dir, () => 1_700_000_000_123, logger);
   assert.equal(store.state.lastDesiredSeq, -1);
-  assert.equal(store.state.active, null);
+  assert.equal(store.state.activeSlot, null);
   assert.equal(store.state.nextTelemetrySeq, 1_700_000_000_123, 'the hub dedupes on (device, seq): seqs must not restart at 0');
   assert.equal(store.state.epoch, 1_700_000_000_123);
   const warning = lines.find((l) => l.level === 40);
@@ -144,4 +145,33 @@ test('property: after any sequence of updates, a reload sees exactly the last st
     ),
     { numRuns: 25 },
   );
+});
+
+test('a corrupt state.json falls back to the last-good copy of this boot: the committed slot survives', async (t) => {
+  const dir = await tempDir(t);
+  const first = await open(dir, () => 1_000);
+  await first.update((s) => {
+    s.slots.A = ACTIVE;
+    s.activeSlot = 'A';
+    s.nextTelemetrySeq = 500;
+  });
+  await open(dir, () => 2_000); // this boot keeps a last-good copy of what it started from
+  await writeFile(join(dir, STATE_FILE), '{"version":2,"epoch":'); // damaged afterwards
+  const { logger, lines } = recordingLogger();
+  const store = await open(dir, () => 3_000, logger);
+  assert.equal(store.state.activeSlot, 'A');
+  assert.deepEqual(store.state.slots.A, ACTIVE);
+  assert.equal(store.state.nextTelemetrySeq, 3_000, 'counters restart above anything the lost file may have used');
+  assert.match(String(lines.find((l) => l.level === 40)?.msg), /last-good/);
+});
+
+test('a version 1 state.json is migrated: its active bundle becomes the committed slot A', async (t) => {
+  const dir = await tempDir(t);
+  const { slots: _slots, activeSlot: _activeSlot, trial: _trial, loading: _loading, quarantine: _quarantine, ...rest } = cleanState(7);
+  await writeFile(join(dir, STATE_FILE), JSON.stringify({ ...rest, version: 1, active: ACTIVE }));
+  const store = await open(dir);
+  assert.equal(store.state.version, 2);
+  assert.equal(store.state.activeSlot, 'A');
+  assert.deepEqual(store.state.slots, { A: ACTIVE, B: null });
+  assert.equal(store.state.nextTelemetrySeq, 7);
 });

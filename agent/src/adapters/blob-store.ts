@@ -74,6 +74,13 @@ export class BlobStore {
     }
   }
 
+  /** Deletes every verified blob whose digest is not in `keep`. */
+  async removeAllExcept(keep: ReadonlySet<string>): Promise<void> {
+    for (const entry of await readdir(this.verifiedDir).catch(() => [] as string[])) {
+      if (!keep.has(entry)) await rm(join(this.verifiedDir, entry), { force: true });
+    }
+  }
+
   /** Bytes available to this (unprivileged) process on the blob volume. */
   async freeBytes(): Promise<number> {
     const s = await statfs(this.root);

@@ -1,14 +1,25 @@
 /**
- * The model being served: one session plus what it is (name, version, digest, deployment).
+ * The model being served: one session plus what it is (name, version, digest, deployment), and
+ * during a trial the previous one as a hot standby (DESIGN §4).
  *
- * A swap installs the new session first and retires the old one only once its in-flight
- * inferences have finished, so inference never stops and no request is dropped by a swap.
- * (Slots A/B and the trial's hot standby build on this later.)
+ * Contracts:
+ * - A swap installs the new session first and retires the old one only once its in-flight
+ *   inferences have finished, so inference never stops and no request is dropped by a swap.
+ * - `beginTrial` makes the candidate serve and keeps the previous session loaded as the
+ *   standby. Every candidate result goes to the trial's monitor; the inference that proves a
+ *   failure swaps the standby back in synchronously (no await between the verdict and the
+ *   swap), then tells the trial's owner.
+ * - A trial never fails a request the standby could serve: when the candidate errs, or
+ *   returns NaN/Inf, the request is run again on the standby and its answer returned.
+ * - One in `shadowEvery` trial requests also runs on the standby in the background, so the
+ *   latency check compares both models on the same traffic at the same load.
  */
+import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { ManifestT } from '@cairn/shared';
 import type { Feeds, ModelSession, Tensor } from './runtime/types.js';
 import { NoModelError } from '../errors.js';
+import { allFinite, type TrialFailure, type TrialMonitor } from './health/trial-monitor.js';
 
 export interface ServedBundle {
   manifest: ManifestT;
@@ -24,9 +35,30 @@ interface Slot {
   closed?: Promise<void>;
 }
 
+export interface TrialHooks {
+  monitor: TrialMonitor;
+  /** Called once, after the standby already serves again. */
+  onFailure(failure: TrialFailure): void;
+}
+
+interface RunningTrial {
+  candidate: Slot;
+  hooks: TrialHooks;
+  requests: number;
+  failed: boolean;
+}
+
+export interface ModelResult {
+  outputs: Record<string, Tensor>;
+  bundle: ServedBundle;
+}
+
 export class ActiveModel {
   private slot: Slot | null = null;
+  private standby: Slot | null = null;
+  private trial: RunningTrial | null = null;
   private readonly retiring = new Set<Slot>();
+  private swaps = 0;
 
   constructor(private readonly logger: Logger) {}
 
@@ -34,10 +66,25 @@ export class ActiveModel {
     return this.slot ? { session: this.slot.session, bundle: this.slot.bundle } : null;
   }
 
-  /** Serves `session` from now on; the previous session closes when its last inference is done. */
+  /** The previous model, kept loaded while a candidate is on trial. */
+  get standbyBundle(): ServedBundle | null {
+    return this.standby?.bundle ?? null;
+  }
+
+  get onTrial(): boolean {
+    return this.trial !== null;
+  }
+
+  /** Sessions swapped in so far (a trial's begin and its rollback count one each). */
+  get swapCount(): number {
+    return this.swaps;
+  }
+
+  /** Serves `session` from now on; the previous session closes when its last inference is done. Ends no trial: call outside one. */
   swap(session: ModelSession, bundle: ServedBundle): void {
+    this.endTrial('rollback');
     const old = this.slot;
-    this.slot = { session, bundle, inflight: 0, retiring: false };
+    this.install({ session, bundle, inflight: 0, retiring: false });
     if (old) this.retire(old);
   }
 
@@ -48,34 +95,134 @@ export class ActiveModel {
 
   /** Stops serving; the session closes once idle. */
   clear(): void {
+    this.endTrial('rollback');
     const old = this.slot;
     this.slot = null;
     if (old) this.retire(old);
   }
 
-  async infer(feeds: Feeds): Promise<{ outputs: Record<string, Tensor>; bundle: ServedBundle }> {
+  /** The candidate serves from now on; the current session (if any) becomes the hot standby. */
+  beginTrial(session: ModelSession, bundle: ServedBundle, hooks: TrialHooks): void {
+    this.endTrial('rollback');
+    this.standby = this.slot;
+    const candidate: Slot = { session, bundle, inflight: 0, retiring: false };
+    this.trial = { candidate, hooks, requests: 0, failed: false };
+    this.install(candidate);
+  }
+
+  /** Keeps the candidate and releases the standby. */
+  commitTrial(): void {
+    this.endTrial('commit');
+  }
+
+  /** Serves the standby again (nothing, if there was none) and retires the candidate. */
+  rollbackTrial(): void {
+    this.endTrial('rollback');
+  }
+
+  async infer(feeds: Feeds): Promise<ModelResult> {
     const slot = this.slot;
     if (!slot) throw new NoModelError();
+    const trial = this.trial?.candidate === slot ? this.trial : null;
     slot.inflight++;
+    const started = performance.now();
     try {
-      return { outputs: await slot.session.infer(feeds), bundle: slot.bundle };
+      const outputs = await slot.session.infer(feeds);
+      if (trial && !trial.failed) {
+        const latencyMs = performance.now() - started;
+        if (++trial.requests % trial.hooks.monitor.policy.shadowEvery === 0) this.shadow(trial, feeds);
+        const failure = trial.hooks.monitor.recordSuccess(latencyMs, outputs, feeds);
+        if (failure) this.failTrial(trial, failure);
+        if (!allFinite(outputs)) return await this.rerun(trial, feeds, { outputs, bundle: slot.bundle });
+      }
+      return { outputs, bundle: slot.bundle };
+    } catch (err) {
+      if (!trial || trial.failed || (err as { code?: string }).code === 'CAIRN_RUNTIME_BAD_FEEDS') throw err;
+      const failure = trial.hooks.monitor.recordError();
+      if (failure) this.failTrial(trial, failure);
+      const standby = this.standbyOf(trial);
+      if (!standby) throw err;
+      return this.runOn(standby, feeds);
     } finally {
       slot.inflight--;
-      if (slot.retiring && slot.inflight === 0) this.close(slot);
+      if (slot.retiring && slot.inflight === 0) void this.close(slot);
     }
   }
 
   /** Closes every session, including retiring ones with work in flight. */
   async stop(): Promise<void> {
-    const slots = [...this.retiring, ...(this.slot ? [this.slot] : [])];
+    const slots = [...this.retiring, ...(this.slot ? [this.slot] : []), ...(this.standby ? [this.standby] : [])];
     this.slot = null;
+    this.standby = null;
+    this.trial = null;
     await Promise.all(slots.map((s) => this.close(s)));
+  }
+
+  private install(slot: Slot): void {
+    this.slot = slot;
+    this.swaps++;
+  }
+
+  /** The standby of `trial` while that trial runs, or the session serving after its rollback. */
+  private standbyOf(trial: RunningTrial): Slot | null {
+    if (this.trial === trial) return this.standby;
+    return this.slot && this.slot !== trial.candidate ? this.slot : null;
+  }
+
+  private async rerun(trial: RunningTrial, feeds: Feeds, fallback: ModelResult): Promise<ModelResult> {
+    const standby = this.standbyOf(trial);
+    return standby ? this.runOn(standby, feeds) : fallback;
+  }
+
+  private async runOn(slot: Slot, feeds: Feeds): Promise<ModelResult> {
+    slot.inflight++;
+    try {
+      return { outputs: await slot.session.infer(feeds), bundle: slot.bundle };
+    } finally {
+      slot.inflight--;
+      if (slot.retiring && slot.inflight === 0) void this.close(slot);
+    }
+  }
+
+  private shadow(trial: RunningTrial, feeds: Feeds): void {
+    const standby = this.standby;
+    if (!standby || this.trial !== trial) return;
+    const started = performance.now();
+    this.runOn(standby, feeds).then(
+      () => trial.hooks.monitor.recordBaseline(performance.now() - started),
+      () => undefined,
+    );
+  }
+
+  private failTrial(trial: RunningTrial, failure: TrialFailure): void {
+    if (trial.failed || this.trial !== trial) return;
+    trial.failed = true;
+    this.endTrial('rollback');
+    this.logger.warn({ reason: failure.reason, digest: trial.candidate.bundle.digest }, `trial failed, previous model serving again: ${failure.message}`);
+    trial.hooks.onFailure(failure);
+  }
+
+  private endTrial(outcome: 'commit' | 'rollback'): void {
+    const trial = this.trial;
+    if (!trial) return;
+    this.trial = null;
+    const standby = this.standby;
+    this.standby = null;
+    if (outcome === 'commit') {
+      if (standby) this.retire(standby);
+      return;
+    }
+    if (this.slot === trial.candidate) {
+      if (standby) this.install(standby);
+      else this.slot = null;
+    } else if (standby) this.retire(standby);
+    this.retire(trial.candidate);
   }
 
   private retire(slot: Slot): void {
     slot.retiring = true;
     this.retiring.add(slot);
-    if (slot.inflight === 0) this.close(slot);
+    if (slot.inflight === 0) void this.close(slot);
   }
 
   private close(slot: Slot): Promise<void> {

@@ -152,11 +152,10 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   /**
    * Publishes a payload of `kind` (checked against its schema before it leaves) at QoS 1 with the
    * retain flag the protocol fixes for that kind. Resolves on PUBACK. While offline mqtt.js keeps
-   * the message in memory and sends it after the next connect.
+   * the message in memory and sends it after the next connect; what must survive a restart goes
+   * through the outbox instead.
    */
   publish<K extends PublishKind>(kind: K, value: PayloadOf<K>): Promise<void> {
-    const client = this.client;
-    if (!client) return Promise.reject(new Error('the connection is stopped'));
     let payload: Buffer;
     try {
       payload = encodePayload(kind, value);
@@ -164,6 +163,13 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       this.options.logger.error({ err, kind }, 'refusing to publish an invalid payload');
       return Promise.reject(err as Error);
     }
+    return this.publishEncoded(kind, payload);
+  }
+
+  /** Publishes bytes already encoded (and so validated) by `encodePayload(kind, …)`. */
+  publishEncoded(kind: PublishKind, payload: Buffer): Promise<void> {
+    const client = this.client;
+    if (!client) return Promise.reject(new Error('the connection is stopped'));
     return client.publishAsync(deviceTopic(this.options.deviceId, kind), payload, { qos: 1, retain: RETAINED[kind] }).then(() => undefined);
   }
 

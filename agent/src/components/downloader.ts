@@ -112,7 +112,7 @@ export class Downloader {
     await blobs.removePartialsExcept(resume ? digest : null);
     const free = await blobs.freeBytes();
     if (free < size + DISK_MARGIN_BYTES) {
-      throw new DeploymentFailure('download_failed', `not enough free disk space: the blob needs ${size} bytes (+${DISK_MARGIN_BYTES} margin), ${free} are available`);
+      throw new DeploymentFailure('insufficient_disk', `not enough free disk space: the blob needs ${size} bytes (+${DISK_MARGIN_BYTES} margin), ${free} are available`);
     }
     const partialExists = await stat(partial).then(
       () => true,

@@ -1,12 +1,13 @@
 /**
  * Device events (deployment phase changes, rejected desired documents): each gets a unique
- * `eventId` so the hub can dedupe a re-delivery, and goes out at QoS 1. The last few are kept
- * for the agent's status.
+ * `eventId` so the hub can dedupe a re-delivery, and goes out through the durable outbox (so an
+ * event raised offline, even before the first connect, is delivered). The last few are kept for
+ * the agent's status.
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { DeviceEventT } from '@cairn/shared';
-import type { Connection } from './connection.js';
+import type { Outbox } from './outbox.js';
 import { clip } from '../errors.js';
 
 export type NewEvent = Omit<DeviceEventT, 'eventId' | 'ts'>;
@@ -17,7 +18,7 @@ export class EventPublisher {
   private readonly recent: DeviceEventT[] = [];
 
   constructor(
-    private readonly connection: Connection,
+    private readonly outbox: Outbox,
     private readonly clock: () => number,
     private readonly logger: Logger,
   ) {}
@@ -31,9 +32,12 @@ export class EventPublisher {
     }
     this.recent.push(full);
     if (this.recent.length > RECENT) this.recent.shift();
-    // While offline mqtt.js holds QoS 1 messages in memory until the next connect (the durable
-    // outbox is a later issue); a process restart loses them.
-    this.connection.publish('events', full).catch((err: Error) => this.logger.debug({ err, type: full.type }, 'event not acknowledged'));
+    try {
+      this.outbox.enqueueEvent(full);
+      this.logger.info({ eventId: full.eventId, type: full.type, ...(full.phase ? { phase: full.phase } : {}), ...(full.reason ? { reason: full.reason } : {}) }, 'event queued');
+    } catch (err) {
+      this.logger.error({ err, type: full.type }, 'an event could not be stored in the outbox');
+    }
   }
 
   get recentEvents(): readonly DeviceEventT[] {

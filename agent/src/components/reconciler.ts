@@ -5,26 +5,32 @@
  * one is made durable first (seq, fingerprint, keyring version and the target itself), then the
  * agent converges to it:
  *
- *   received → downloading → verifying → committed        (or → failed, with a reason)
+ *   received → downloading → verifying → probing → trial → committed
+ *                  (or → rolled_back / failed, with a reason code)
  *
- * every phase change being a `deployment` event and an updated `reported`. The new model is
- * loaded beside the old one and swapped in, so inference never stops. A newer document
- * supersedes a convergence in progress (its download keeps what it has for a later resume).
+ * every phase change being a `deployment` event and an updated `reported`. The candidate loads
+ * beside the serving model, must pass the manifest's golden probes, then serves live traffic
+ * in the other slot while the previous model stays loaded as a hot standby; a failed trial swaps
+ * the standby back at once (ActiveModel), a passed one moves `activeSlot`. Only a committed
+ * slot is served after a restart, so a crash during the trial is a rollback.
  *
- * Because the target is persisted, a restart or a retained re-delivery (`unchanged`) resumes
- * an unfinished convergence, while a failed one is not retried until newer desired state asks
- * again (no update loops). Probing, trial and rollback slot in between verifying and committed
- * later.
+ * A newer document supersedes a convergence in progress (its download keeps what it has for a
+ * later resume; a candidate on trial is rolled back). Because the target is persisted, a
+ * restart or a retained re-delivery resumes an unfinished convergence. A digest that failed
+ * here is quarantined under its deployment id: the hub's periodic re-signing (a new seq, the
+ * same deployment) does not retry it; a new deployment asking for it does (no update loops).
  */
 import type { Logger } from 'pino';
-import { TrustError, decodePayload, verifyDesired, type DeploymentPhaseT, type DeploymentStatusT, type RejectionReason } from '@cairn/shared';
+import { TrustError, decodePayload, resolveHealthPolicy, verifyDesired, type DeploymentPhaseT, type DeploymentStatusT, type HealthPolicy, type ManifestT, type RejectionReason } from '@cairn/shared';
 import type { BlobStore } from '../adapters/blob-store.js';
 import type { ModelRuntime, ModelSession } from './runtime/types.js';
 import type { ActiveModel, ServedBundle } from './active-model.js';
 import type { Downloader } from './downloader.js';
 import type { DropCounter } from './drop-counter.js';
 import type { EventPublisher } from './events.js';
-import type { StateStore, TargetStateT } from './state-store.js';
+import { committedOf, isQuarantined, otherSlot, quarantine, type ActiveStateT, type StateStore, type TargetStateT } from './state-store.js';
+import { runGoldenProbes } from './health/golden-probes.js';
+import { TrialMonitor, type TrialFailure, type TrialSummary } from './health/trial-monitor.js';
 import { DeploymentFailure, SupersededError, clip, throwIfAborted } from '../errors.js';
 
 export interface ReconcilerOptions {
@@ -43,6 +49,8 @@ export interface ReconcilerOptions {
   clock: () => number;
   /** Called after every change of what `reported` shows. */
   onChange: () => void;
+  /** What applies where a manifest's health policy is silent (default: DEFAULT_HEALTH_POLICY). */
+  healthDefaults?: HealthPolicy;
 }
 
 interface Job {
@@ -155,14 +163,15 @@ export class Reconciler {
 
   /** Starts converging to the persisted target unless it is reached, failed, or already under way. */
   private ensureConverging(): void {
-    const { target, active, deployment } = this.options.state.state;
+    const s = this.options.state.state;
+    const { target, deployment } = s;
     if (!target || this.stopped) return;
     if (this.job && this.job.target.seq === target.seq) return;
     const digest = target.bundle?.manifest.files[0]?.digest ?? null;
-    const reached = (active?.digest ?? null) === digest && (this.options.active.current?.bundle.digest ?? null) === digest;
-    const settled = deployment?.seq === target.seq && (deployment.phase === 'committed' || deployment.phase === 'failed');
-    if (deployment?.seq === target.seq && deployment.phase === 'failed') return;
-    if (reached && settled) return;
+    const reached = (committedOf(s)?.digest ?? null) === digest && (this.options.active.current?.bundle.digest ?? null) === digest;
+    const ended = deployment?.seq === target.seq && (deployment.phase === 'failed' || deployment.phase === 'rolled_back');
+    const settled = deployment?.seq === target.seq && deployment.phase === 'committed';
+    if (ended || (reached && settled)) return;
     this.converge(target);
   }
 
@@ -191,7 +200,7 @@ export class Reconciler {
     const digest = file?.digest ?? null;
     // An object, so that the phase set inside setPhase is seen by the catch below.
     const at: { phase: DeploymentPhaseT } = { phase: 'received' };
-    const setPhase = async (next: DeploymentPhaseT, failure?: DeploymentFailure): Promise<void> => {
+    const setPhase = async (next: DeploymentPhaseT, failure?: DeploymentFailure, note?: string): Promise<void> => {
       // A superseded deployment says nothing more: the newer one owns `deployment` now.
       throwIfAborted(signal);
       at.phase = next;
@@ -203,7 +212,8 @@ export class Reconciler {
       await state.update((draft) => {
         draft.deployment = status;
       }).catch(() => undefined);
-      this.options.events.publish({ type: 'deployment', deploymentId, seq, phase: next, ...(digest ? { digest } : {}), ...(failure ? { reason: failure.reason, message: failure.message } : {}) });
+      const message = failure?.message ?? note;
+      this.options.events.publish({ type: 'deployment', deploymentId, seq, phase: next, ...(digest ? { digest } : {}), ...(failure ? { reason: failure.reason } : {}), ...(message ? { message } : {}) });
       this.options.onChange();
     };
 
@@ -212,7 +222,7 @@ export class Reconciler {
         // bundle: null — run no model.
         this.options.active.clear();
         await state.update((draft) => {
-          draft.active = null;
+          draft.activeSlot = null;
         }).catch(() => undefined);
         await setPhase('committed');
         logger.info({ deploymentId, seq }, 'desired state has no bundle: model unloaded');
@@ -220,12 +230,22 @@ export class Reconciler {
       }
       const served: ServedBundle = { manifest, digest, deploymentId };
       const current = this.options.active.current;
-      if (current && current.bundle.digest === digest) {
+      if (current && current.bundle.digest === digest && !this.options.active.onTrial) {
         this.options.active.relabel(served);
         await state.update((draft) => {
-          draft.active = { manifest, digest, deploymentId };
+          if (draft.activeSlot) draft.slots[draft.activeSlot] = { manifest, digest, deploymentId };
         }).catch(() => undefined);
         await setPhase('committed');
+        return;
+      }
+      const quarantined = isQuarantined(state.state, digest, deploymentId);
+      if (quarantined) {
+        // A re-signed document of a deployment that already failed here: no update loop.
+        await state.update((draft) => {
+          if (draft.deployment?.deploymentId === deploymentId) draft.deployment.seq = seq;
+        }).catch(() => undefined);
+        this.options.onChange();
+        logger.info({ deploymentId, seq, digest, reason: quarantined.reason }, 'the bundle failed here before under this deployment: not retrying it');
         return;
       }
 
@@ -248,66 +268,258 @@ export class Reconciler {
       }
       throwIfAborted(signal);
 
-      let session: ModelSession;
+      // Loading native code can take the process down: count the starts that find us here.
+      await state.update((draft) => {
+        draft.loading = { digest, deploymentId, boots: draft.loading?.digest === digest ? draft.loading.boots : 0 };
+      });
+      const session = await this.loadCandidate(digest, path, manifest, signal);
+      let policy: HealthPolicy;
       try {
-        session = await this.options.runtime().load(digest, path);
+        policy = resolveHealthPolicy(manifest.health, session, this.options.healthDefaults);
       } catch (err) {
-        throw new DeploymentFailure('load_failed', (err as Error).message);
-      }
-      if (signal.aborted) {
         await session.close();
+        throw new DeploymentFailure('health_policy', (err as Error).message);
+      }
+
+      await setPhase('probing').catch(async (err: unknown) => {
+        await session.close();
+        throw err;
+      });
+      const probes = await runGoldenProbes(session, policy);
+      if (!probes.ok || signal.aborted) {
+        await session.close();
+        throwIfAborted(signal);
+        if (!probes.ok) throw new DeploymentFailure(probes.reason, probes.message);
+      }
+
+      const slot = otherSlot(state.state.activeSlot);
+      await state.update((draft) => {
+        draft.loading = null;
+        draft.slots[slot] = { manifest, digest, deploymentId };
+        draft.trial = { slot, deploymentId, seq, digest, startedAt: this.options.clock() };
+      });
+      const outcome = await this.runTrial(session, served, policy, signal, () =>
+        setPhase('trial', undefined, probes.ok && probes.probes > 0 ? `passed ${probes.probes} golden probes (slowest ${probes.maxLatencyMs.toFixed(2)} ms)` : 'no golden probes in the manifest'),
+      );
+      if (outcome.kind === 'superseded') {
+        await state.update((draft) => {
+          draft.trial = null;
+          draft.slots[slot] = null;
+        }).catch(() => undefined);
         throw new SupersededError();
       }
-      const mismatch = signatureMismatch(manifest.inputs, session.inputs, 'input') ?? signatureMismatch(manifest.outputs, session.outputs, 'output');
-      if (mismatch) {
-        await session.close();
-        throw new DeploymentFailure('load_failed', mismatch);
+      if (outcome.kind === 'failed') {
+        const failure = new DeploymentFailure(outcome.failure.reason, outcome.failure.message);
+        await state.update((draft) => {
+          draft.trial = null;
+          draft.slots[slot] = null;
+          quarantine(draft, { digest, deploymentId, reason: failure.reason, ts: this.options.clock() });
+        }).catch(() => undefined);
+        logger.warn({ deploymentId, seq, reason: failure.reason, summary: outcome.summary }, `deployment rolled back: ${failure.message}`);
+        await setPhase('rolled_back', failure);
+        await this.collectGarbage();
+        return;
       }
-      // The new session serves from here on; the old one closes once its inferences are done.
-      this.options.active.swap(session, served);
       await state.update((draft) => {
-        draft.active = { manifest, digest, deploymentId };
-      }).catch(() => undefined);
-      await setPhase('committed');
-      logger.info({ deploymentId, seq, model: `${manifest.name}@${manifest.version}`, digest }, 'deployment committed');
+        draft.trial = null;
+        draft.activeSlot = slot;
+      });
+      const s = outcome.summary;
+      await setPhase('committed', undefined, `trial passed: ${s.inferences} inferences, ${s.errors} errors, p95 ${s.p95Ms?.toFixed(2) ?? '—'} ms${s.standbyP95Ms !== null ? ` (previous model ${s.standbyP95Ms.toFixed(2)} ms)` : ''}${outcome.timedOut ? `; committed after ${policy.trial.maxDurationMs} ms with fewer than ${policy.trial.minInferences} inferences` : ''}`);
+      logger.info({ deploymentId, seq, model: `${manifest.name}@${manifest.version}`, digest, slot, summary: s }, 'deployment committed');
+      await this.collectGarbage();
     } catch (err) {
+      await state.update((draft) => {
+        if (draft.loading?.digest === digest) draft.loading = null;
+      }).catch(() => undefined);
       if (err instanceof SupersededError || signal.aborted) {
         logger.info({ deploymentId, seq, phase: at.phase }, 'deployment superseded');
         return;
       }
-      const failure = err instanceof DeploymentFailure ? err : new DeploymentFailure(at.phase === 'verifying' ? 'load_failed' : 'download_failed', (err as Error).message);
+      const failure = err instanceof DeploymentFailure ? err : new DeploymentFailure(at.phase === 'downloading' ? 'download_failed' : 'load_failed', (err as Error).message);
       logger.warn({ deploymentId, seq, reason: failure.reason }, `deployment failed: ${failure.message}`);
-      await setPhase('failed', failure);
+      if (digest && !TRANSIENT_REASONS.has(failure.reason)) {
+        await state.update((draft) => quarantine(draft, { digest, deploymentId, reason: failure.reason, ts: this.options.clock() })).catch(() => undefined);
+      }
+      await setPhase('failed', failure).catch(() => undefined);
     }
   }
 
-  /** Loads the persisted active bundle after re-verifying its blob; clears it when it cannot serve. */
-  private async restoreActive(): Promise<void> {
-    const { state, blobs, logger } = this.options;
-    const active = state.state.active;
-    if (!active) return;
-    const file = active.manifest.files[0];
-    const path = blobs.pathOf(active.digest);
+  /** Loads the candidate beside the serving model and checks its signature against the manifest. */
+  private async loadCandidate(digest: string, path: string, manifest: ManifestT, signal: AbortSignal): Promise<ModelSession> {
+    let session: ModelSession;
     try {
-      if (!file) throw new Error('the manifest lists no file');
-      const check = await blobs.check(path, active.digest, file.size).catch((err: Error) => {
-        throw new Error(`cannot read ${path}: ${err.message}`);
-      });
-      if (!check.ok) {
-        await blobs.remove(active.digest);
-        throw new Error(`the stored blob no longer matches its digest (${check.digest}, ${check.size} bytes)`);
-      }
-      const session = await this.options.runtime().load(active.digest, path);
-      this.options.active.swap(session, { manifest: active.manifest, digest: active.digest, deploymentId: active.deploymentId });
-      logger.info({ model: `${active.manifest.name}@${active.manifest.version}`, digest: active.digest }, 'serving the persisted active bundle');
+      session = await this.options.runtime().load(digest, path);
     } catch (err) {
-      logger.error({ digest: active.digest }, `cannot serve the persisted active bundle: ${(err as Error).message}`);
+      throw new DeploymentFailure('load_failed', (err as Error).message);
+    }
+    if (signal.aborted) {
+      await session.close();
+      throw new SupersededError();
+    }
+    const mismatch = signatureMismatch(manifest.inputs, session.inputs, 'input') ?? signatureMismatch(manifest.outputs, session.outputs, 'output');
+    if (mismatch) {
+      await session.close();
+      throw new DeploymentFailure('load_failed', mismatch);
+    }
+    return session;
+  }
+
+  /**
+   * The candidate serves live traffic, the current model stays loaded as its hot standby, until
+   * the trial policy commits it or a failure has already swapped the standby back in.
+   */
+  private runTrial(session: ModelSession, served: ServedBundle, policy: HealthPolicy, signal: AbortSignal, announce: () => Promise<void>): Promise<TrialOutcome> {
+    const { active, clock } = this.options;
+    const monitor = new TrialMonitor(policy.trial, active.current !== null);
+    return new Promise<TrialOutcome>((resolve, reject) => {
+      let settled = false;
+      let timer: NodeJS.Timeout | undefined;
+      const finish = (outcome: TrialOutcome) => {
+        if (settled) return;
+        settled = true;
+        clearInterval(timer);
+        signal.removeEventListener('abort', onAbort);
+        resolve(outcome);
+      };
+      const onAbort = () => {
+        active.rollbackTrial();
+        finish({ kind: 'superseded' });
+      };
+      const startedAt = clock();
+      active.beginTrial(session, served, { monitor, onFailure: (failure) => finish({ kind: 'failed', failure, summary: monitor.summary() }) });
+      signal.addEventListener('abort', onAbort);
+      announce().catch((err: unknown) => {
+        if (!settled) active.rollbackTrial();
+        finish({ kind: 'superseded' });
+        if (!(err instanceof SupersededError)) reject(err as Error);
+      });
+      timer = setInterval(
+        () => {
+          const readiness = monitor.readiness(clock() - startedAt);
+          if (readiness === 'wait') return;
+          const failure = monitor.finalVerdict();
+          if (failure) {
+            active.rollbackTrial();
+            finish({ kind: 'failed', failure, summary: monitor.summary() });
+            return;
+          }
+          active.commitTrial();
+          finish({ kind: 'committed', summary: monitor.summary(), timedOut: readiness === 'timeout' });
+        },
+        Math.max(20, Math.min(1000, policy.trial.durationMs / 10)),
+      );
+    });
+  }
+
+  /** Deletes stored blobs no slot and no pending target refers to. */
+  private async collectGarbage(): Promise<void> {
+    const s = this.options.state.state;
+    const keep = new Set<string>();
+    for (const slot of [s.slots.A, s.slots.B]) if (slot) keep.add(slot.digest);
+    const targetDigest = s.target?.bundle?.manifest.files[0]?.digest;
+    if (targetDigest) keep.add(targetDigest);
+    await this.options.blobs.removeAllExcept(keep).catch((err: Error) => this.options.logger.warn({ err }, 'could not delete unused blobs'));
+  }
+
+  /**
+   * Before anything connects: settles what a crash interrupted, then serves the committed slot
+   * (re-verified), or the other slot when the committed one cannot serve.
+   *
+   * - A trial that was running rolls back (boot-count semantics): its candidate is quarantined
+   *   and the committed slot serves.
+   * - A candidate that was loading counts one boot; the second boot that finds it loading
+   *   quarantines it (`crashed_while_loading`), so a model that crashes onnxruntime cannot
+   *   crash-loop the agent.
+   */
+  private async restoreActive(): Promise<void> {
+    const { state, logger, clock } = this.options;
+    const { trial, loading } = state.state;
+    if (trial) {
+      const message = 'the agent restarted while this model was on trial; the previous model serves again';
       await state.update((draft) => {
-        draft.active = null;
+        quarantine(draft, { digest: trial.digest, deploymentId: trial.deploymentId, reason: 'crashed_in_trial', ts: clock() });
+        draft.slots[trial.slot] = null;
+        draft.trial = null;
+        draft.deployment = { deploymentId: trial.deploymentId, seq: trial.seq, phase: 'rolled_back', digest: trial.digest, reason: 'crashed_in_trial', message };
+      });
+      logger.warn({ digest: trial.digest, deploymentId: trial.deploymentId }, message);
+      this.options.events.publish({ type: 'deployment', deploymentId: trial.deploymentId, seq: trial.seq, phase: 'rolled_back', digest: trial.digest, reason: 'crashed_in_trial', message });
+    }
+    if (loading) {
+      const boots = loading.boots + 1;
+      const give = boots >= LOADING_BOOT_LIMIT;
+      const message = `the agent restarted ${boots} times while loading this model`;
+      await state.update((draft) => {
+        draft.loading = give ? null : { ...loading, boots };
+        if (give) {
+          quarantine(draft, { digest: loading.digest, deploymentId: loading.deploymentId, reason: 'crashed_while_loading', ts: clock() });
+          const seq = draft.target?.deploymentId === loading.deploymentId ? draft.target.seq : (draft.deployment?.seq ?? 0);
+          draft.deployment = { deploymentId: loading.deploymentId, seq, phase: 'failed', digest: loading.digest, reason: 'crashed_while_loading', message };
+        }
+      });
+      if (give) {
+        logger.error({ digest: loading.digest }, `${message}: quarantined`);
+        this.options.events.publish({ type: 'deployment', deploymentId: loading.deploymentId, phase: 'failed', digest: loading.digest, reason: 'crashed_while_loading', message });
+      }
+    }
+
+    const s = state.state;
+    const order = s.activeSlot ? [s.activeSlot, otherSlot(s.activeSlot)] : [];
+    for (const name of order) {
+      const bundle = s.slots[name];
+      if (!bundle) continue;
+      try {
+        const session = await this.loadVerified(bundle);
+        this.options.active.swap(session, { manifest: bundle.manifest, digest: bundle.digest, deploymentId: bundle.deploymentId });
+        if (name !== s.activeSlot) {
+          await state.update((draft) => {
+            draft.activeSlot = name;
+          });
+          logger.warn({ slot: name }, 'the committed slot cannot serve: serving the other slot');
+        }
+        logger.info({ slot: name, model: `${bundle.manifest.name}@${bundle.manifest.version}`, digest: bundle.digest }, 'serving the persisted bundle');
+        return;
+      } catch (err) {
+        logger.error({ slot: name, digest: bundle.digest }, `cannot serve slot ${name}: ${(err as Error).message}`);
+        await state.update((draft) => {
+          draft.slots[name] = null;
+        }).catch(() => undefined);
+      }
+    }
+    if (s.activeSlot) {
+      await state.update((draft) => {
+        draft.activeSlot = null;
       }).catch(() => undefined);
     }
   }
+
+  /** Re-hashes a stored blob and loads it; a blob that no longer matches is deleted. */
+  private async loadVerified(bundle: ActiveStateT): Promise<ModelSession> {
+    const { blobs } = this.options;
+    const file = bundle.manifest.files[0];
+    if (!file) throw new Error('the manifest lists no file');
+    const path = blobs.pathOf(bundle.digest);
+    const check = await blobs.check(path, bundle.digest, file.size).catch((err: Error) => {
+      throw new Error(`cannot read ${path}: ${err.message}`);
+    });
+    if (!check.ok) {
+      await blobs.remove(bundle.digest);
+      throw new Error(`the stored blob no longer matches its digest (${check.digest}, ${check.size} bytes)`);
+    }
+    return this.options.runtime().load(bundle.digest, path);
+  }
 }
+
+type TrialOutcome =
+  | { kind: 'committed'; summary: TrialSummary; timedOut: boolean }
+  | { kind: 'failed'; failure: TrialFailure; summary: TrialSummary }
+  | { kind: 'superseded' };
+
+/** Failures that say nothing about the bundle: a later re-signed document may try again. */
+const TRANSIENT_REASONS = new Set<string>(['download_failed', 'insufficient_disk']);
+/** Boots that find the same candidate still loading before it is quarantined. */
+const LOADING_BOOT_LIMIT = 2;
 
 /** Names the first difference between the manifest's tensor names and the session's, if any. */
 function signatureMismatch(declared: Array<{ name: string }>, actual: Array<{ name: string }>, what: string): string | null {

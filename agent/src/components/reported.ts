@@ -8,6 +8,7 @@ import os from 'node:os';
 import type { Logger } from 'pino';
 import type { ActiveBundleT, HardwareFactsT, LabelsT, ReportedT } from '@cairn/shared';
 import type { Connection } from './connection.js';
+import type { ServedBundle } from './active-model.js';
 import type { StateStore } from './state-store.js';
 
 export function hardwareFacts(): HardwareFactsT {
@@ -23,6 +24,8 @@ export function hardwareFacts(): HardwareFactsT {
 export interface ReportedOptions {
   connection: Connection;
   state: StateStore;
+  /** What serves right now (a candidate on trial included). */
+  served: () => ServedBundle | null;
   labels: LabelsT;
   agentVersion: string;
   clock: () => number;
@@ -44,7 +47,7 @@ export class ReportedPublisher {
       ts: clock(),
       labels,
       hardware: this.hardware,
-      active: activeBundleOf(s.active),
+      active: activeBundleOf(this.options.served()),
       deployment: s.deployment,
       lastDesiredSeq: Math.max(0, s.lastDesiredSeq),
       keyringVersion: s.keyringVersion,

@@ -88,7 +88,7 @@ export class SimulatedSource {
     if (!feeds) return;
     this.running = true;
     try {
-      const result = await this.options.pipeline.infer(feeds);
+      const result = await this.options.pipeline.process(feeds, (this.options.clock ?? Date.now)());
       this.runs++;
       if (vibration) this.score(vibration.truth, result.outputs, current.bundle.manifest.features);
     } catch (err) {

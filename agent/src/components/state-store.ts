@@ -4,10 +4,12 @@
  *
  * Changes apply in memory at once; writes are serialized and coalesced, and `update()` resolves
  * once a write that contains the change is on disk. A missing file starts clean; a corrupt one
- * is kept aside as `state.json.corrupt-<ts>` and also starts clean, saying why.
+ * is kept aside as `state.json.corrupt-<ts>`, saying why.
  *
  * After a corrupt file the counters the hub relies on restart from the clock (ms), not from 0:
  * the hub dedupes telemetry on (device, seq), so reusing old seqs would silently lose data.
+ * A corrupt file falls back to `state.json.last-good`, the state this boot started from, so the
+ * committed slot is still found.
  */
 import { mkdir, readFile, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -17,7 +19,7 @@ import { Compile, DeploymentStatus, Manifest, Seq, Sha256Hex, SignedManifest, de
 import { isAtomicTempOf, writeFileAtomic } from '../adapters/atomic-file.js';
 
 export const STATE_FILE = 'state.json';
-export const STATE_VERSION = 1;
+export const STATE_VERSION = 2;
 
 const closed = { additionalProperties: false } as const;
 
@@ -26,8 +28,17 @@ export const TargetState = Type.Object(
   { deploymentId: Type.String({ maxLength: 64 }), seq: Seq, bundle: Type.Union([SignedManifest, Type.Null()]) },
   closed,
 );
-/** The bundle being served. (Slots A/B extend this later: the active slot and its standby.) */
+/** A bundle in a slot: what it is and which deployment put it there (its blob is `blobs/<digest>`). */
 export const ActiveState = Type.Object({ manifest: Manifest, digest: Sha256Hex, deploymentId: Type.String({ maxLength: 64 }) }, closed);
+export const SLOT_NAMES = ['A', 'B'] as const;
+export const SlotName = Type.Enum(SLOT_NAMES);
+/** A candidate serving live traffic in the other slot; `activeSlot` still names the committed one. */
+export const TrialState = Type.Object({ slot: SlotName, deploymentId: Type.String({ maxLength: 64 }), seq: Seq, digest: Sha256Hex, startedAt: Type.Integer({ minimum: 0 }) }, closed);
+/** A candidate being loaded and probed; `boots` counts the starts that found it here (a crash loop). */
+export const LoadingState = Type.Object({ digest: Sha256Hex, deploymentId: Type.String({ maxLength: 64 }), boots: Type.Integer({ minimum: 0 }) }, closed);
+/** A digest that failed here under a deployment: not retried until another deployment asks for it. */
+export const QuarantineEntry = Type.Object({ digest: Sha256Hex, deploymentId: Type.String({ maxLength: 64 }), reason: Type.String({ maxLength: 64 }), ts: Type.Integer({ minimum: 0 }) }, closed);
+export const QUARANTINE_LIMIT = 16;
 
 export const PersistedState = Type.Object(
   {
@@ -39,7 +50,12 @@ export const PersistedState = Type.Object(
     lastFingerprint: Type.Union([Type.String(), Type.Null()]),
     keyringVersion: Type.Integer({ minimum: 0 }),
     target: Type.Union([TargetState, Type.Null()]),
-    active: Type.Union([ActiveState, Type.Null()]),
+    /** Two slots (DESIGN §4); `activeSlot` is the committed one, served after a restart. */
+    slots: Type.Object({ A: Type.Union([ActiveState, Type.Null()]), B: Type.Union([ActiveState, Type.Null()]) }, closed),
+    activeSlot: Type.Union([SlotName, Type.Null()]),
+    trial: Type.Union([TrialState, Type.Null()]),
+    loading: Type.Union([LoadingState, Type.Null()]),
+    quarantine: Type.Array(QuarantineEntry, { maxItems: QUARANTINE_LIMIT }),
     deployment: Type.Union([DeploymentStatus, Type.Null()]),
     /** The seq the next telemetry summary takes; persisted before that summary is sent. */
     nextTelemetrySeq: Seq,
@@ -50,6 +66,26 @@ export const PersistedState = Type.Object(
 export type AgentState = Static<typeof PersistedState>;
 export type TargetStateT = Static<typeof TargetState>;
 export type ActiveStateT = Static<typeof ActiveState>;
+export type SlotNameT = Static<typeof SlotName>;
+export type QuarantineEntryT = Static<typeof QuarantineEntry>;
+
+/** The committed bundle: what serves after a restart. */
+export function committedOf(s: Readonly<AgentState>): ActiveStateT | null {
+  return s.activeSlot ? s.slots[s.activeSlot] : null;
+}
+
+export function otherSlot(slot: SlotNameT | null): SlotNameT {
+  return slot === 'A' ? 'B' : 'A';
+}
+
+/** Records that `digest` failed under `deploymentId` (the newest entries are kept). */
+export function quarantine(draft: AgentState, entry: QuarantineEntryT): void {
+  draft.quarantine = [...draft.quarantine.filter((q) => q.digest !== entry.digest), entry].slice(-QUARANTINE_LIMIT);
+}
+
+export function isQuarantined(s: Readonly<AgentState>, digest: string, deploymentId: string): QuarantineEntryT | null {
+  return s.quarantine.find((q) => q.digest === digest && q.deploymentId === deploymentId) ?? null;
+}
 
 const validator = Compile(PersistedState);
 
@@ -61,7 +97,11 @@ export function cleanState(counterFloor = 0): AgentState {
     lastFingerprint: null,
     keyringVersion: 0,
     target: null,
-    active: null,
+    slots: { A: null, B: null },
+    activeSlot: null,
+    trial: null,
+    loading: null,
+    quarantine: [],
     deployment: null,
     nextTelemetrySeq: counterFloor,
   };
@@ -128,30 +168,54 @@ export class StateStore {
 
   private async load(): Promise<AgentState> {
     const { logger, clock } = this.options;
-    let text: string;
-    try {
-      text = await readFile(this.path, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-        // Counters start from the clock, not 0: a reflashed or replaced device keeps its id, and
-        // the hub already holds its old epochs and telemetry seqs.
-        logger.info({ path: this.path }, 'no state.json: starting with clean state');
-        return cleanState(Math.max(0, Math.floor(clock())));
-      }
-      throw err;
+    const floor = () => Math.max(0, Math.floor(clock()));
+    const read = await this.read(this.path);
+    if (read.kind === 'missing') {
+      // Counters start from the clock, not 0: a reflashed or replaced device keeps its id, and
+      // the hub already holds its old epochs and telemetry seqs.
+      logger.info({ path: this.path }, 'no state.json: starting with clean state');
+      return cleanState(floor());
     }
-    let why: string;
-    try {
-      const value: unknown = JSON.parse(text);
-      if (validator.Check(value)) return value as AgentState;
-      why = `it does not match the state schema (${describeErrors(validator, value)})`;
-    } catch (err) {
-      why = `it is not JSON (${(err as Error).message})`;
+    if (read.kind === 'ok') {
+      // The state this boot started from, kept so that a state.json damaged later (a failing
+      // flash cell, a hand edit) still finds the slots: it cannot leave the device without a model.
+      await writeFileAtomic(this.lastGoodPath, read.text).catch((err: Error) => logger.warn({ err }, 'could not keep a last-good copy of state.json'));
+      return read.state;
     }
     const aside = `${this.path}.corrupt-${clock()}`;
     await rename(this.path, aside).catch(() => undefined);
-    logger.warn({ path: this.path, keptAs: aside }, `state.json is unusable, starting with clean state: ${why}`);
-    return cleanState(Math.max(0, Math.floor(clock())));
+    const lastGood = await this.read(this.lastGoodPath);
+    if (lastGood.kind === 'ok') {
+      logger.warn({ path: this.path, keptAs: aside }, `state.json is unusable (${read.why}); starting from the last-good copy of this boot`);
+      const state = lastGood.state;
+      // Counters may have moved on since that copy: restart them above anything used before.
+      state.epoch = Math.max(state.epoch, floor());
+      state.nextTelemetrySeq = Math.max(state.nextTelemetrySeq, floor());
+      return state;
+    }
+    logger.warn({ path: this.path, keptAs: aside }, `state.json is unusable, starting with clean state: ${read.why}`);
+    return cleanState(floor());
+  }
+
+  private get lastGoodPath(): string {
+    return `${this.path}.last-good`;
+  }
+
+  private async read(path: string): Promise<{ kind: 'ok'; state: AgentState; text: string } | { kind: 'missing' } | { kind: 'bad'; why: string }> {
+    let text: string;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { kind: 'missing' };
+      throw err;
+    }
+    try {
+      const value: unknown = migrate(JSON.parse(text));
+      if (validator.Check(value)) return { kind: 'ok', state: value as AgentState, text };
+      return { kind: 'bad', why: `it does not match the state schema (${describeErrors(validator, value)})` };
+    } catch (err) {
+      return { kind: 'bad', why: `it is not JSON (${(err as Error).message})` };
+    }
   }
 
   private async removeStaleTempFiles(): Promise<void> {
@@ -159,4 +223,14 @@ export class StateStore {
       if (isAtomicTempOf(this.path, entry)) await rm(join(this.options.stateDir, entry), { force: true });
     }
   }
+}
+
+/**
+ * Upgrades an older state file in memory (it is written back in the new format on the next
+ * change). Version 1 had one `active` bundle: it becomes slot A.
+ */
+function migrate(value: unknown): unknown {
+  if (typeof value !== 'object' || value === null || (value as { version?: unknown }).version !== 1) return value;
+  const { active, ...rest } = value as Record<string, unknown> & { active?: unknown };
+  return { ...rest, version: STATE_VERSION, slots: { A: active ?? null, B: null }, activeSlot: active ? 'A' : null, trial: null, loading: null, quarantine: [] };
 }

@@ -1,26 +1,29 @@
 /**
  * Interval telemetry (DESIGN §4): every `intervalMs` one summary — inferences, errors, latency
- * percentiles, RSS, CPU and the active bundle — with a per-device `seq` that is persisted
- * before the summary leaves, so a restart never reuses one (the hub dedupes on (device, seq)).
+ * percentiles, RSS, CPU, the active bundle and the outbox backlog — with a per-device `seq` the
+ * outbox assigns in the transaction that stores the summary, so a restart or a crash never
+ * reuses one and never leaves a gap (the hub dedupes on (device, seq)).
  *
- * Published at QoS 1. The durable outbox is a later issue: until then mqtt.js keeps QoS 1
- * messages in memory while offline and sends them after the next connect, which survives a
- * broker outage but not an agent restart. RSS and CPU are the whole process's (in the fleet
- * simulator, all agents share one process).
+ * Summaries go through the durable outbox: a broker outage or a restart loses none (up to the
+ * outbox bound, which drops the oldest telemetry and reports how many in `outbox.dropped`). RSS
+ * and CPU are the whole process's (in the fleet simulator, all agents share one process).
  */
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { TelemetryT } from '@cairn/shared';
-import type { Connection } from './connection.js';
+import type { Outbox } from './outbox.js';
 import type { InferenceStats } from './inference-stats.js';
+import type { ServedBundle } from './active-model.js';
 import type { StateStore } from './state-store.js';
 import { activeBundleOf } from './reported.js';
 
 export interface TelemetryOptions {
   intervalMs: number;
   stats: InferenceStats;
-  connection: Connection;
+  outbox: Outbox;
   state: StateStore;
+  /** What serves right now (a candidate on trial included). */
+  served: () => ServedBundle | null;
   clock: () => number;
   logger: Logger;
 }
@@ -55,7 +58,7 @@ export class TelemetryReporter {
     if (this.running) return null;
     this.running = true;
     try {
-      const { state, stats, connection, clock, logger } = this.options;
+      const { state, stats, outbox, clock, logger } = this.options;
       const now = performance.now();
       const cpu = process.cpuUsage();
       const elapsedMs = Math.max(1, now - this.lastAt);
@@ -63,18 +66,8 @@ export class TelemetryReporter {
       this.lastAt = now;
       this.lastCpu = cpu;
       const interval = stats.drain();
-      const seq = state.state.nextTelemetrySeq;
-      try {
-        await state.update((draft) => {
-          draft.nextTelemetrySeq = seq + 1;
-        });
-      } catch (err) {
-        // Without a durable seq the summary could collide with one sent before a restart.
-        logger.warn({ err }, 'telemetry skipped: its seq could not be persisted');
-        return null;
-      }
-      const summary: TelemetryT = {
-        seq,
+      const backlog = outbox.stats;
+      const summary: Omit<TelemetryT, 'seq'> = {
         ts: clock(),
         intervalMs: Math.max(1, Math.round(elapsedMs)),
         inferences: interval.inferences,
@@ -82,11 +75,23 @@ export class TelemetryReporter {
         latencyMs: interval.latencyMs,
         rssMb: Math.round((process.memoryUsage.rss() / 2 ** 20) * 10) / 10,
         cpuPct: Math.min(100_000, Math.round((cpuMicros / 1000 / elapsedMs) * 1000) / 10),
-        active: activeBundleOf(state.state.active),
+        active: activeBundleOf(this.options.served()),
+        outbox: { depth: backlog.depth, dropped: backlog.dropped },
       };
+      let sent: TelemetryT;
+      try {
+        // The seq is taken in the same transaction that stores the summary: no gap, no reuse.
+        sent = outbox.enqueueTelemetry(summary);
+      } catch (err) {
+        logger.error({ err }, 'a telemetry summary could not be stored in the outbox');
+        return null;
+      }
+      // state.json keeps a floor for the counter, should outbox.db ever be lost.
+      state.update((draft) => {
+        draft.nextTelemetrySeq = Math.max(draft.nextTelemetrySeq, sent.seq + 1);
+      }).catch(() => undefined);
       this.sent++;
-      connection.publish('telemetry', summary).catch((err: Error) => logger.debug({ err, seq }, 'telemetry not acknowledged'));
-      return summary;
+      return sent;
     } finally {
       this.running = false;
     }

@@ -11,7 +11,7 @@ import pino, { type Logger } from 'pino';
 import { Type } from 'typebox';
 import { Compile, PublicKeyB64, describeErrors, MACHINE_TYPE_NAMES, type LabelsT } from '@cairn/shared';
 import { createAgent, type Agent, type AgentTuning } from '../agent.js';
-import { parseConfig, type SourceConfig } from '../config.js';
+import { parseConfig, type AgentConfig, type SourceConfig } from '../config.js';
 
 type SimulatedMachineConfig = Omit<Extract<SourceConfig, { kind: 'simulated' }>, 'kind' | 'intervalMs' | 'seed'>;
 import { createWorkerRuntime } from '../components/runtime/worker-runtime.js';
@@ -37,6 +37,8 @@ export interface FleetOptions {
   /** Shared runtime; by default one is created (shareByDigest) and closed with the fleet. */
   runtime?: ModelRuntime;
   tuning?: AgentTuning;
+  /** Health-policy defaults of every simulated agent (the `health` setting of agent.yaml). */
+  health?: AgentConfig['health'];
 }
 
 export interface Fleet {
@@ -123,6 +125,7 @@ export async function simulateFleet(options: FleetOptions): Promise<Fleet> {
       telemetryIntervalMs: options.telemetryIntervalMs ?? 10_000,
       source: { kind: 'simulated', intervalMs: options.sourceIntervalMs ?? 1000, seed: (seed * 7919 + i) >>> 0, ...machines[i] },
       logLevel: logger.level as 'info',
+      health: options.health ?? {},
     });
     return createAgent(config, { runtime, logger, ...(options.tuning ? { tuning: options.tuning } : {}) });
   });

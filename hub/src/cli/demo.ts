@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { pino } from 'pino';
-import { simulateFleet } from '@cairn/agent/sim/fleet.js';
+import { simDeviceId, simMachines, simulateFleet } from '@cairn/agent/sim/fleet.js';
 import { loadHubConfig } from '../infra/config.js';
 import { startHub } from '../server.js';
 import { HubClient, ApiError } from './hub-client.js';
@@ -47,6 +47,15 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     }
   }
 
+  // What operators watch for: maintenance alerts and deployments a device refused or rolled back.
+  hub.ctx.bus.on('device.event', ({ deviceId, event }) => {
+    if (event.type === 'maintenance_alert' && event.alert) {
+      say(`ALERT ${deviceId} (${event.alert.machine}): ${event.alert.faultClass}, confidence ${event.alert.confidence} [${event.alert.rule}]`);
+    } else if (event.type === 'deployment' && (event.phase === 'rolled_back' || event.phase === 'failed')) {
+      say(`${deviceId}: deployment ${event.deploymentId} ${event.phase} (${event.reason}): ${event.message ?? ''}`);
+    }
+  });
+
   say(`starting ${options.devices} simulated devices…`);
   const fleet = await simulateFleet({
     hubUrl: hub.httpUrl,
@@ -72,12 +81,20 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     await sleep(250);
   }
   const serving = hub.ctx.devices.list().filter((d) => fleetIds.has(d.id) && d.reported?.active?.digest === target.digest).length;
+  const machines = simMachines(options.devices, 1);
+  const faultyIndex = Math.max(0, machines.findIndex((m) => m.fault && m.fault !== 'healthy'));
+  const faulty = simDeviceId(faultyIndex);
+  const faultyMachine = `${machines[faultyIndex]?.machine ?? 'pump-1800'} with ${machines[faultyIndex]?.fault ?? 'no fault'}`;
   say(`${serving}/${fleetIds.size} devices serving ${DEMO_MODEL}@1.0.0`);
   console.log(`
   Console:  ${hub.httpUrl}/#token=${token}
   CLI:      export CAIRN_HUB_URL=${hub.httpUrl} CAIRN_TOKEN=$(cat ${hub.adminToken.tokenFile})
             node hub/dist/cli/main.js device list
             node hub/dist/cli/main.js deploy --model ${DEMO_MODEL}@1.1.0 --selector site=plant-1
+  Alerts:   node hub/dist/cli/main.js device events ${faulty} --type maintenance_alert   (its machine: ${faultyMachine})
+  Rollback drill (a faulty image; the device rolls back on its own during its trial):
+            node hub/dist/cli/main.js deploy --model ${DEMO_MODEL}@1.0.1-slow --device sim-0001
+            node hub/dist/cli/main.js device events sim-0001
   Press Ctrl-C to stop.
 `);
 

@@ -4,7 +4,8 @@
  * except `hub` and `demo`, which run one. Failures print one line and exit non-zero; `--json`
  * prints machine-readable output.
  */
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import type { DeviceEventT } from '@cairn/shared';
 import cliProgress from 'cli-progress';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { basename } from 'node:path';
@@ -243,6 +244,29 @@ clientOptions(device.command('show <id>')).action(async (id: string, o: Common) 
   const d = await client(o).request<DeviceInfo>('GET', `/api/v1/devices/${encodeURIComponent(id)}`);
   print(o, d, () => JSON.stringify(d, null, 2));
 });
+clientOptions(
+  device
+    .command('events <id>')
+    .description('the newest events of a device: deployment phases (probing, trial, rolled_back …), rejections, maintenance alerts')
+    .option('--type <type>', 'only this type (deployment, desired_rejected, maintenance_alert, …)')
+    .option('--limit <n>', 'how many of the newest', positiveInt, 50),
+).action(async (id: string, o: Common & { type?: string; limit: number }) => {
+  const { events } = await client(o).request<{ events: DeviceEventT[] }>('GET', `/api/v1/devices/${encodeURIComponent(id)}/events?limit=1000`);
+  const shown = events.filter((e) => !o.type || e.type === o.type).slice(0, o.limit);
+  print(o, { events: shown }, () =>
+    table(
+      shown.map((e) => ({
+        time: new Date(e.ts).toISOString(),
+        type: e.type,
+        deployment: e.deploymentId,
+        phase: e.phase,
+        reason: e.reason,
+        detail: e.alert ? `${e.alert.machine}: ${e.alert.faultClass} (${e.alert.confidence})` : e.message,
+      })),
+      ['time', 'type', 'deployment', 'phase', 'reason', 'detail'],
+    ),
+  );
+});
 clientOptions(device.command('label <id> <changes...>').description('set labels (k=v) or remove them (k-)')).action(async (id: string, changes: string[], o: Common) => {
   const labels: Record<string, string | null> = {};
   for (const c of changes) {
@@ -255,6 +279,12 @@ clientOptions(device.command('label <id> <changes...>').description('set labels 
 });
 
 class UsageError extends Error {}
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a positive integer');
+  return n;
+}
 
 /** An upload progress bar on an interactive terminal (none with --json or when piped). */
 function uploadBar(json: boolean): { update(sent: number, total: number): void; stop(): void } | null {

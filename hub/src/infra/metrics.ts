@@ -37,6 +37,12 @@ export function createMetrics() {
       registers: [registry],
     }),
     desiredPublished: new Counter({ name: 'cairn_hub_desired_published_total', help: 'Signed desired documents published', registers: [registry] }),
+    maintenanceAlerts: new Counter({
+      name: 'cairn_hub_maintenance_alerts_total',
+      help: 'Maintenance alerts raised by devices, by predicted fault class',
+      labelNames: ['fault'] as const,
+      registers: [registry],
+    }),
     deviceRejections: new Counter({
       name: 'cairn_hub_device_rejections_total',
       help: 'Desired documents or bundles that devices reported rejecting, by reason',

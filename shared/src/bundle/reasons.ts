@@ -1,5 +1,6 @@
 /**
- * Reason codes for refusing a desired document, a keyring, a bundle or its blob. They travel in
+ * Reason codes for refusing a desired document, a keyring, a bundle or its blob, and for a
+ * model that failed its golden probes or its trial (DESIGN §4). They travel in
  * `desired_rejected` and `deployment` events and label the hub's metrics, so the set is closed
  * and each code names one check.
  */
@@ -22,6 +23,19 @@ export const REJECTION_REASONS = {
   size_mismatch: 'the blob is larger or smaller than the manifest says',
   download_failed: 'the blob could not be downloaded',
   load_failed: 'the model could not be loaded by the runtime',
+  insufficient_disk: 'there is not enough free disk space for the blob',
+  health_policy: "the manifest's health section is malformed",
+  probe_error: 'a golden probe failed to run',
+  probe_non_finite: 'a golden probe produced NaN or Infinity',
+  probe_mismatch: "a golden probe's outputs are outside the tolerance",
+  probe_latency: 'a golden probe took longer than the latency budget',
+  trial_error_rate: 'the error rate during the trial exceeded the health policy',
+  trial_latency: 'the p95 latency during the trial exceeded the health policy',
+  trial_non_finite: 'the model produced NaN or Infinity during the trial',
+  trial_collapsed: "the model's outputs collapsed to a constant during the trial",
+  crashed_in_trial: 'the agent restarted while the model was on trial',
+  crashed_while_loading: 'the agent restarted repeatedly while loading the model',
+  rollback_requested: 'an operator asked for a rollback',
 } as const;
 
 export type RejectionReason = keyof typeof REJECTION_REASONS;

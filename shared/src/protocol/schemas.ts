@@ -164,9 +164,23 @@ export const Telemetry = closed({
   rssMb: Type.Number({ minimum: 0, maximum: 1e6 }),
   cpuPct: Type.Number({ minimum: 0, maximum: 100_000 }),
   active: Type.Union([ActiveBundle, Type.Null()]),
+  /** The agent's durable outbox: records waiting, and telemetry records its bound ever dropped. */
+  outbox: Type.Optional(closed({ depth: Type.Integer({ minimum: 0 }), dropped: Type.Integer({ minimum: 0 }) })),
 });
 
-export const EVENT_TYPES = ['deployment', 'desired_rejected', 'inference_error'] as const;
+export const EVENT_TYPES = ['deployment', 'desired_rejected', 'inference_error', 'maintenance_alert'] as const;
+/** What a maintenance rule saw: the machine, the fault the model predicts, and the windows that prove it. */
+export const MaintenanceAlert = closed({
+  machine: ShortText,
+  faultClass: ShortText,
+  /** Mean probability of `faultClass` over the windows that met the threshold. */
+  confidence: Type.Number({ minimum: 0, maximum: 1 }),
+  /** The rule, e.g. "p(outer_race) >= 0.8 in 3 of the last 5 windows". */
+  rule: ShortText,
+  /** The evidence: each recent window's time and probability of `faultClass`. */
+  windows: Type.Array(closed({ ts: EpochMs, probability: Type.Number({ minimum: 0, maximum: 1 }) }), { maxItems: 64 }),
+  model: closed({ name: ModelName, version: SemVer, digest: Sha256Hex }),
+});
 export const DeviceEvent = closed({
   eventId: Type.String({ pattern: '^[A-Za-z0-9_-]{8,64}$' }),
   ts: EpochMs,
@@ -177,6 +191,7 @@ export const DeviceEvent = closed({
   digest: Type.Optional(Sha256Hex),
   reason: Type.Optional(ShortText),
   message: Type.Optional(Message),
+  alert: Type.Optional(MaintenanceAlert),
 });
 
 export const BlobRequest = closed({
@@ -230,6 +245,7 @@ export type ReportedT = Static<typeof Reported>;
 export type LatencySummaryT = Static<typeof LatencySummary>;
 export type TelemetryT = Static<typeof Telemetry>;
 export type DeviceEventT = Static<typeof DeviceEvent>;
+export type MaintenanceAlertT = Static<typeof MaintenanceAlert>;
 export type EventTypeT = (typeof EVENT_TYPES)[number];
 export type BlobRequestT = Static<typeof BlobRequest>;
 export type BlobFrameHeaderT = Static<typeof BlobFrameHeader>;

@@ -78,7 +78,12 @@ const devicesPlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { ctx }
 
   await onDeviceMessage(ctx, 'events', (deviceId, event) => {
     if (!devices.addEvent(deviceId, event, clock())) return; // a redelivery
-    if (event.type === 'desired_rejected' || (event.type === 'deployment' && event.phase === 'failed')) {
+    if (event.type === 'maintenance_alert' && event.alert) {
+      // The label comes from the device: only class-like names become metric series.
+      metrics.maintenanceAlerts.inc({ fault: /^[a-z0-9_]{1,32}$/.test(event.alert.faultClass) ? event.alert.faultClass : 'other' });
+      logger.info({ deviceId, machine: event.alert.machine, fault: event.alert.faultClass, confidence: event.alert.confidence }, 'maintenance alert');
+    }
+    if (event.type === 'desired_rejected' || (event.type === 'deployment' && (event.phase === 'failed' || event.phase === 'rolled_back'))) {
       // The label comes from the device: only known reason codes become metric series.
       const reason = event.reason && Object.hasOwn(REJECTION_REASONS, event.reason) ? event.reason : 'other';
       metrics.deviceRejections.inc({ reason });

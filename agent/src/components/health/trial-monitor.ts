@@ -1,0 +1,175 @@
+/**
+ * Judges a candidate model on live traffic during its trial (DESIGN §4), by the manifest's
+ * trial policy: error rate, latency against the hot standby's on the same traffic (median,
+ * and p95 once there are enough standby samples; an optional absolute p95 budget too), NaN/Inf outputs, and outputs that stay constant while the inputs
+ * vary (a collapsed model). Pure bookkeeping: no timers, no I/O; ActiveModel feeds it every
+ * candidate result and the Trial asks it when the window is over.
+ *
+ * `record*` return the failure as soon as one is certain, so a rollback happens on the very
+ * inference that proved it.
+ */
+import type { TrialPolicyT } from '@cairn/shared';
+import type { Feeds, Tensor } from '../runtime/types.js';
+
+export type TrialFailureReason = 'trial_error_rate' | 'trial_latency' | 'trial_non_finite' | 'trial_collapsed';
+
+export interface TrialFailure {
+  reason: TrialFailureReason;
+  message: string;
+}
+
+export interface TrialSummary {
+  inferences: number;
+  errors: number;
+  nonFinite: number;
+  p95Ms: number | null;
+  standbyP95Ms: number | null;
+}
+
+/** Latency samples kept per side; older ones are overwritten (the p95 is of the recent ones). */
+const MAX_SAMPLES = 4096;
+/** Below this many standby samples the latency ratio is not judged … */
+const MIN_BASELINE_SAMPLES = 5;
+/** … and below this many, not its tail. */
+const MIN_TAIL_SAMPLES = 20;
+/** How often (in candidate samples) the p95s are recomputed once the minimum is reached. */
+const LATENCY_CHECK_EVERY = 10;
+/** Outputs closer than this count as the same value (collapse detection). */
+const CONSTANT_EPSILON = 1e-6;
+
+export class TrialMonitor {
+  private successes = 0;
+  private errors = 0;
+  private nonFinite = 0;
+  private readonly latencies: number[] = [];
+  private readonly baseline: number[] = [];
+  private firstOutput: Float32Array | null = null;
+  private firstInput: Float32Array | null = null;
+  private outputsVaried = false;
+  private inputsVaried = false;
+
+  constructor(
+    readonly policy: TrialPolicyT,
+    private readonly hasStandby: boolean,
+  ) {}
+
+  /** A candidate inference that returned outputs. */
+  recordSuccess(latencyMs: number, outputs: Record<string, Tensor>, feeds: Feeds): TrialFailure | null {
+    this.successes++;
+    push(this.latencies, latencyMs);
+    const data = firstData(outputs);
+    if (data && !allFinite(outputs)) {
+      this.nonFinite++;
+      if (this.nonFinite > this.policy.maxNonFinite) return { reason: 'trial_non_finite', message: `${this.nonFinite} of ${this.total} trial inferences returned NaN or Infinity` };
+    }
+    this.trackVariation(data, firstData(feeds));
+    return this.judgeRates() ?? (this.successes % LATENCY_CHECK_EVERY === 0 ? this.judgeLatency() : null);
+  }
+
+  /** A candidate inference that failed in the runtime. */
+  recordError(): TrialFailure | null {
+    this.errors++;
+    return this.judgeRates();
+  }
+
+  /** The standby's latency on a shadowed trial request. */
+  recordBaseline(latencyMs: number): void {
+    push(this.baseline, latencyMs);
+  }
+
+  get total(): number {
+    return this.successes + this.errors;
+  }
+
+  /** Whether the trial has seen enough to commit after `elapsedMs`: 'commit', 'wait', or 'timeout' (commit with what was seen). */
+  readiness(elapsedMs: number): 'commit' | 'wait' | 'timeout' {
+    if (elapsedMs < this.policy.durationMs) return 'wait';
+    if (this.total >= this.policy.minInferences) return 'commit';
+    return elapsedMs >= this.policy.maxDurationMs ? 'timeout' : 'wait';
+  }
+
+  /** Every check, on everything seen so far (called once more before a commit). */
+  finalVerdict(): TrialFailure | null {
+    return this.judgeRates() ?? this.judgeLatency();
+  }
+
+  summary(): TrialSummary {
+    return { inferences: this.total, errors: this.errors, nonFinite: this.nonFinite, p95Ms: quantile(this.latencies, 0.95), standbyP95Ms: quantile(this.baseline, 0.95) };
+  }
+
+  private judgeRates(): TrialFailure | null {
+    const { maxErrorRate, minInferences, detectCollapse } = this.policy;
+    if (this.total < minInferences) return null;
+    const rate = this.errors / this.total;
+    if (rate > maxErrorRate) return { reason: 'trial_error_rate', message: `${this.errors} of ${this.total} trial inferences failed (${pct(rate)}, the policy allows ${pct(maxErrorRate)})` };
+    if (detectCollapse && this.successes >= minInferences && this.inputsVaried && !this.outputsVaried)
+      return { reason: 'trial_collapsed', message: `the outputs stayed constant over ${this.successes} trial inferences whose inputs varied` };
+    return null;
+  }
+
+  /**
+   * Against the standby on the same traffic, medians first: a model that is slower on every
+   * request shows in its median, which one load spike cannot move. Tails (p95) are compared
+   * once the standby has enough samples for a p95 of its own.
+   */
+  private judgeLatency(): TrialFailure | null {
+    const { minInferences, maxLatencyP95Ms, maxLatencyRatio, latencyFloorMs } = this.policy;
+    if (this.latencies.length < minInferences) return null;
+    const candidate = { p50: quantile(this.latencies, 0.5)!, p95: quantile(this.latencies, 0.95)! };
+    if (maxLatencyP95Ms !== null && candidate.p95 > maxLatencyP95Ms) return { reason: 'trial_latency', message: `p95 latency ${ms(candidate.p95)} exceeds the budget of ${ms(maxLatencyP95Ms)}` };
+    if (!this.hasStandby || this.baseline.length < MIN_BASELINE_SAMPLES) return null;
+    const standby = { p50: quantile(this.baseline, 0.5)!, p95: quantile(this.baseline, 0.95)! };
+    for (const stat of ['p50', 'p95'] as const) {
+      if (stat === 'p95' && this.baseline.length < MIN_TAIL_SAMPLES) continue;
+      if (candidate[stat] > latencyFloorMs && candidate[stat] > maxLatencyRatio * standby[stat]) {
+        return {
+          reason: 'trial_latency',
+          message: `${stat === 'p50' ? 'median' : 'p95'} latency ${ms(candidate[stat])} is ${(candidate[stat] / standby[stat]).toFixed(1)}× the previous model's ${ms(standby[stat])} on the same traffic (the policy allows ${maxLatencyRatio}×)`,
+        };
+      }
+    }
+    return null;
+  }
+
+  private trackVariation(output: Float32Array | null, input: Float32Array | null): void {
+    if (output) {
+      if (!this.firstOutput) this.firstOutput = Float32Array.from(output);
+      else if (!this.outputsVaried && differs(this.firstOutput, output)) this.outputsVaried = true;
+    }
+    if (input) {
+      if (!this.firstInput) this.firstInput = Float32Array.from(input);
+      else if (!this.inputsVaried && differs(this.firstInput, input)) this.inputsVaried = true;
+    }
+  }
+}
+
+function push(samples: number[], value: number): void {
+  if (samples.length >= MAX_SAMPLES) samples.shift();
+  samples.push(value);
+}
+
+/** The nearest-rank quantile `q` of `samples`. */
+export function quantile(samples: readonly number[], q: number): number | null {
+  if (samples.length === 0) return null;
+  const sorted = [...samples].sort((a, b) => a - b);
+  return sorted[Math.max(0, Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1))]!;
+}
+
+function firstData(tensors: Record<string, Tensor>): Float32Array | null {
+  for (const t of Object.values(tensors)) return t.data;
+  return null;
+}
+
+export function allFinite(tensors: Record<string, Tensor>): boolean {
+  for (const t of Object.values(tensors)) for (const v of t.data) if (!Number.isFinite(v)) return false;
+  return true;
+}
+
+function differs(a: Float32Array, b: Float32Array): boolean {
+  if (a.length !== b.length) return true;
+  for (let i = 0; i < a.length; i++) if (!(Math.abs(a[i]! - b[i]!) <= CONSTANT_EPSILON)) return true;
+  return false;
+}
+
+const pct = (x: number) => `${(x * 100).toFixed(1)} %`;
+const ms = (x: number) => `${x.toFixed(2)} ms`;
