@@ -41,13 +41,25 @@ test('trial: the first NaN fails at once; a healthy trial commits only after its
   assert.equal(new TrialMonitor(trial({ durationMs: 10, maxDurationMs: 100 }), true).readiness(100), 'timeout', 'an idle trial ends at its maximum');
 });
 
-test('trial: constant outputs over varying inputs are a collapse; constant inputs are not', () => {
+test('trial: constant outputs while the standby answers the same inputs differently are a collapse; a saturated standby or constant inputs are not', () => {
   const collapsed = new TrialMonitor(trial(), true);
+  collapsed.recordBaseline(0.1, tensor(0.9, 0.1));
+  collapsed.recordBaseline(0.1, tensor(0.8, 0.2));
   let verdict = null;
   for (let i = 0; i < 10 && !verdict; i++) verdict = collapsed.recordSuccess(0.1, tensor(1, 0), feeds(i, i, i));
   assert.equal(verdict?.reason, 'trial_collapsed');
+
+  // A confident model on a clearly faulty machine saturates: so does the standby, nothing collapsed.
+  const saturated = new TrialMonitor(trial(), true);
+  saturated.recordBaseline(0.1, tensor(1, 0));
+  saturated.recordBaseline(0.1, tensor(1, 0));
+  for (let i = 0; i < 20; i++) assert.equal(saturated.recordSuccess(0.1, tensor(1, 0), feeds(i, i, i)), null);
   const sameInput = new TrialMonitor(trial(), true);
+  sameInput.recordBaseline(0.1, tensor(0.9, 0.1));
+  sameInput.recordBaseline(0.1, tensor(0.8, 0.2));
   for (let i = 0; i < 20; i++) assert.equal(sameInput.recordSuccess(0.1, tensor(1, 0), feeds(1, 1, 1)), null);
+  const alone = new TrialMonitor(trial(), false);
+  for (let i = 0; i < 20; i++) assert.equal(alone.recordSuccess(0.1, tensor(1, 0), feeds(i, i, i)), null, 'without a standby there is nothing to tell saturation from collapse');
 });
 
 test('trial: error rate above the policy fails; latency fails against the standby on the same traffic, above the floor only', () => {
@@ -58,14 +70,14 @@ test('trial: error rate above the policy fails; latency fails against the standb
   assert.equal(erring.recordError()?.reason, 'trial_error_rate', '3 of 10 > 20 %');
 
   const slow = new TrialMonitor(trial({ maxLatencyRatio: 3, latencyFloorMs: 1 }), true);
-  for (let i = 0; i < 5; i++) slow.recordBaseline(0.5);
+  for (let i = 0; i < 5; i++) slow.recordBaseline(0.5, tensor(i, 1));
   let failure = null;
   for (let i = 0; i < 10 && !failure; i++) failure = slow.recordSuccess(5, tensor(i, 1), feeds(i, 0, 0));
   assert.equal(failure?.reason, 'trial_latency');
   assert.match(failure!.message, /10\.0× the previous model/);
 
   const tiny = new TrialMonitor(trial({ maxLatencyRatio: 3, latencyFloorMs: 1 }), true);
-  for (let i = 0; i < 5; i++) tiny.recordBaseline(0.05);
+  for (let i = 0; i < 5; i++) tiny.recordBaseline(0.05, tensor(i, 1));
   for (let i = 0; i < 20; i++) assert.equal(tiny.recordSuccess(0.9, tensor(i, 1), feeds(i, 0, 0)), null, '18× slower but under the 1 ms floor');
   const noStandby = new TrialMonitor(trial({ maxLatencyP95Ms: 2 }), false);
   for (let i = 0; i < 9; i++) noStandby.recordSuccess(3, tensor(i, 1), feeds(i, 0, 0));

@@ -189,7 +189,7 @@ export class ActiveModel {
     if (!standby || this.trial !== trial) return;
     const started = performance.now();
     this.runOn(standby, feeds).then(
-      () => trial.hooks.monitor.recordBaseline(performance.now() - started),
+      (result) => trial.hooks.monitor.recordBaseline(performance.now() - started, result.outputs),
       () => undefined,
     );
   }

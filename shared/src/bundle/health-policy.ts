@@ -44,7 +44,7 @@ export const TrialSection = Type.Object(
     maxLatencyP95Ms: Type.Optional(Type.Number({ minimum: 0, maximum: 3_600_000 })),
     /** NaN or Infinity outputs tolerated during the trial. */
     maxNonFinite: Type.Optional(Type.Integer({ minimum: 0 })),
-    /** Fail when every output stays constant over the trial's inferences while the inputs vary. */
+    /** Fail when the outputs stay constant over the trial while the standby's answers to the same inputs vary. */
     detectCollapse: Type.Optional(Type.Boolean()),
     /** One in this many trial requests also runs on the standby, as the latency baseline. */
     shadowEvery: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000 })),

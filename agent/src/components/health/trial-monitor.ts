@@ -1,8 +1,9 @@
 /**
  * Judges a candidate model on live traffic during its trial (DESIGN §4), by the manifest's
  * trial policy: error rate, latency against the hot standby's on the same traffic (median,
- * and p95 once there are enough standby samples; an optional absolute p95 budget too), NaN/Inf outputs, and outputs that stay constant while the inputs
- * vary (a collapsed model). Pure bookkeeping: no timers, no I/O; ActiveModel feeds it every
+ * and p95 once there are enough standby samples; an optional absolute p95 budget too), NaN/Inf
+ * outputs, and outputs that stay constant while the standby's answers to the same traffic vary
+ * (a collapsed model). Pure bookkeeping: no timers, no I/O; ActiveModel feeds it every
  * candidate result and the Trial asks it when the window is over.
  *
  * `record*` return the failure as soon as one is certain, so a rollback happens on the very
@@ -34,8 +35,6 @@ const MIN_BASELINE_SAMPLES = 5;
 const MIN_TAIL_SAMPLES = 20;
 /** How often (in candidate samples) the p95s are recomputed once the minimum is reached. */
 const LATENCY_CHECK_EVERY = 10;
-/** Outputs closer than this count as the same value (collapse detection). */
-const CONSTANT_EPSILON = 1e-6;
 
 export class TrialMonitor {
   private successes = 0;
@@ -47,6 +46,8 @@ export class TrialMonitor {
   private firstInput: Float32Array | null = null;
   private outputsVaried = false;
   private inputsVaried = false;
+  private firstStandbyOutput: Float32Array | null = null;
+  private standbyVaried = false;
 
   constructor(
     readonly policy: TrialPolicyT,
@@ -72,9 +73,13 @@ export class TrialMonitor {
     return this.judgeRates();
   }
 
-  /** The standby's latency on a shadowed trial request. */
-  recordBaseline(latencyMs: number): void {
+  /** The standby's latency and outputs on a shadowed trial request. */
+  recordBaseline(latencyMs: number, outputs: Record<string, Tensor>): void {
     push(this.baseline, latencyMs);
+    const data = firstData(outputs);
+    if (!data) return;
+    if (!this.firstStandbyOutput) this.firstStandbyOutput = Float32Array.from(data);
+    else if (!this.standbyVaried && differs(this.firstStandbyOutput, data)) this.standbyVaried = true;
   }
 
   get total(): number {
@@ -102,8 +107,10 @@ export class TrialMonitor {
     if (this.total < minInferences) return null;
     const rate = this.errors / this.total;
     if (rate > maxErrorRate) return { reason: 'trial_error_rate', message: `${this.errors} of ${this.total} trial inferences failed (${pct(rate)}, the policy allows ${pct(maxErrorRate)})` };
-    if (detectCollapse && this.successes >= minInferences && this.inputsVaried && !this.outputsVaried)
-      return { reason: 'trial_collapsed', message: `the outputs stayed constant over ${this.successes} trial inferences whose inputs varied` };
+    // A confident model saturates its softmax on a clearly faulty machine, so "constant" alone
+    // proves nothing: it counts only when the standby's answers to the same traffic vary.
+    if (detectCollapse && this.hasStandby && this.successes >= minInferences && this.inputsVaried && this.standbyVaried && !this.outputsVaried)
+      return { reason: 'trial_collapsed', message: `the outputs stayed constant over ${this.successes} trial inferences while the previous model's answers to the same inputs varied` };
     return null;
   }
 
@@ -165,9 +172,10 @@ export function allFinite(tensors: Record<string, Tensor>): boolean {
   return true;
 }
 
+/** Any bit of difference: a deterministic model maps different inputs to different floats unless it ignores them. */
 function differs(a: Float32Array, b: Float32Array): boolean {
   if (a.length !== b.length) return true;
-  for (let i = 0; i < a.length; i++) if (!(Math.abs(a[i]! - b[i]!) <= CONSTANT_EPSILON)) return true;
+  for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) return true;
   return false;
 }
 
