@@ -83,7 +83,6 @@ export interface AgentStatus {
   dropped: Record<string, number>;
   /** Desired documents refused, by reason. */
   rejected: Record<string, number>;
-  nextTelemetrySeq: number;
   telemetrySent: number;
   outbox: OutboxStats;
   inferences: { total: number; errors: number };
@@ -160,7 +159,7 @@ class CairnAgent implements Agent {
       ...(tuning.reconnect ? { backoff: tuning.reconnect } : {}),
       ...(tuning.keepaliveSec ? { keepaliveSec: tuning.keepaliveSec } : {}),
     });
-    this.outbox = new Outbox({ stateDir: config.stateDir, connection: this.connection, telemetrySeqFloor: () => this.state.state.nextTelemetrySeq, clock: this.clock, logger: log('outbox'), ...(tuning.outboxMaxRecords ? { maxRecords: tuning.outboxMaxRecords } : {}) });
+    this.outbox = new Outbox({ stateDir: config.stateDir, connection: this.connection, telemetrySeqCeiling: () => this.state.state.telemetrySeqCeiling, clock: this.clock, logger: log('outbox'), ...(tuning.outboxMaxRecords ? { maxRecords: tuning.outboxMaxRecords } : {}) });
     this.events = new EventPublisher(this.outbox, this.clock, log('events'));
     this.downloader = new Downloader({
       connection: this.connection,
@@ -313,7 +312,6 @@ class CairnAgent implements Agent {
       download: this.downloader.progress,
       dropped: this.drops.snapshot(),
       rejected: this.reconciler.rejected,
-      nextTelemetrySeq: s.nextTelemetrySeq,
       telemetrySent: this.telemetry.count,
       outbox: this.outbox.stats,
       inferences: { total: this.stats.totals.inferences, errors: this.stats.totals.errors },

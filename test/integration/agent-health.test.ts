@@ -25,6 +25,7 @@ import { parseConfig, type AgentConfig } from '@cairn/agent/config.js';
 import { BlobServer, HubProbe, startBroker } from '../helpers/blob-server.js';
 import { createTrustFixture, signDesired, signManifest, type TrustFixture } from '../helpers/trust-fixtures.js';
 import { waitFor } from '../helpers/wait.js';
+import { cleanup } from '../helpers/cleanup.js';
 
 const DEVICE = 'pump-3';
 const IMAGES = resolve(import.meta.dirname, '../../../firmware-images');
@@ -58,11 +59,7 @@ interface World {
 }
 
 async function world(t: TestContext, images: Image[]): Promise<World> {
-  const steps: Array<() => Promise<unknown>> = [];
-  t.after(async () => {
-    for (const step of steps.reverse()) await step().catch(() => undefined);
-  });
-  const later = (fn: () => Promise<unknown>) => void steps.push(fn);
+  const later = cleanup(t);
   const dir = await mkdtemp(join(tmpdir(), 'cairn-health-'));
   later(() => rm(dir, { recursive: true, force: true }));
   const broker = await startBroker();
@@ -301,4 +298,28 @@ test('a restart during a trial serves the committed slot and reports crashed_in_
   assert.equal(fifth.status.converging, false);
   assert.equal(phases(w.probe.events(DEVICE), 'dep-next').filter((e) => e.phase === 'received').length, 1, 'no update loop');
   assert.equal((await inferOnce(fifth, probeInput(good))).digest, good.digest);
+});
+
+test('superseding a first deployment during its trial keeps it serving, as the standby of the next trial', async (t) => {
+  const good = await image('pdm-vibration-1.0.0-int8');
+  const slow = await image('pdm-vibration-1.0.1-slow');
+  const w = await world(t, [good, slow]);
+  // Trials that never end by time: only a failure ends the second one.
+  const agent = await startAgent(w, config(w, join(w.dir, 'state'), { durationMs: 600_000, minInferences: 20 }));
+  await waitFor('the first connection', () => agent.status.connected);
+  await deploy(w, 1, good);
+  await waitFor('1.0.0 on trial', () => agent.status.deployment?.phase === 'trial');
+
+  let unserved = 0;
+  const watch = setInterval(() => void (agent.status.active === null && unserved++), 5);
+  t.after(() => clearInterval(watch));
+  await deploy(w, 2, slow);
+  const done = await waitFor('deployment 2 to end', ended(agent, 2));
+  clearInterval(watch);
+  assert.equal(done.phase, 'rolled_back', JSON.stringify(done));
+  assert.equal(done.reason, 'trial_latency', 'the superseded 1.0.0 was the baseline the slow model was judged against');
+  assert.equal(unserved, 0, 'the device served a model throughout');
+  assert.equal(agent.status.active?.digest, good.digest);
+  assert.equal(agent.status.slots.committed, null, '1.0.0 serves uncommitted: it never finished its trial');
+  assert.equal((await inferOnce(agent, probeInput(good))).digest, good.digest);
 });

@@ -6,14 +6,14 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import type { DeviceEventT } from '@cairn/shared';
 import { Connection } from '@cairn/agent/components/connection.js';
 import { DropCounter } from '@cairn/agent/components/drop-counter.js';
-import { Outbox } from '@cairn/agent/components/outbox.js';
+import { OUTBOX_FILE, Outbox } from '@cairn/agent/components/outbox.js';
 import { StateStore } from '@cairn/agent/components/state-store.js';
 import { HubProbe, startBroker } from '../helpers/blob-server.js';
 import { waitFor } from '../helpers/wait.js';
@@ -33,7 +33,7 @@ test('bounded, durable and in order: telemetry is dropped before events, and not
   await state.start();
   const connection = new Connection({ deviceId: DEVICE, mqttUrl: broker.url, agentVersion: '0.1.0', state, logger, clock: Date.now, drops: new DropCounter(logger) });
   const open = () => {
-    const outbox = new Outbox({ stateDir: dir, connection, logger, maxRecords: 5, telemetrySeqFloor: () => state.state.nextTelemetrySeq, clock: () => 1_000 });
+    const outbox = new Outbox({ stateDir: dir, connection, logger, maxRecords: 5, telemetrySeqCeiling: () => state.state.telemetrySeqCeiling, clock: () => 1_000 });
     outbox.start();
     return outbox;
   };
@@ -77,4 +77,19 @@ test('bounded, durable and in order: telemetry is dropped before events, and not
     });
   assert.deepEqual(order, ['event-0001', 'event-0004', 'event-0005', seqs[5], seqs[5]! + 1], 'stored order, each once');
   assert.equal(outbox.stats.published, 5);
+});
+
+test('a damaged outbox.db is kept aside and a new one starts its seqs above every seq used', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'cairn-outbox-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  await writeFile(join(dir, OUTBOX_FILE), 'this is not a database, it is a damaged flash page'.repeat(200));
+  const state = new StateStore({ stateDir: dir, logger, clock: () => 1_000 });
+  await state.start();
+  const connection = new Connection({ deviceId: DEVICE, mqttUrl: 'mqtt://127.0.0.1:1', agentVersion: '0.1.0', state, logger, clock: Date.now, drops: new DropCounter(logger) });
+  // state.json's ceiling says seqs up to 4,999 may have been used; the clock is behind it (a board without RTC).
+  const outbox = new Outbox({ stateDir: dir, connection, logger, telemetrySeqCeiling: () => 5_000, clock: () => 2_000 });
+  outbox.start();
+  t.after(() => outbox.stop());
+  assert.equal(outbox.enqueueTelemetry(summary(1)).seq, 5_000);
+  assert.ok((await readdir(dir)).includes(`${OUTBOX_FILE}.corrupt-2000`), 'the damaged file is kept for inspection');
 });

@@ -83,6 +83,9 @@ test('bad calibration data, missing uploads and unquantizable models get clear a
     [{ model: 'f'.repeat(64) }, 404, 'CAIRN_UPLOAD_NOT_FOUND'],
     [{ model: narrow }, 422, 'CAIRN_ONNX_INVALID'],
     [{ model, reference: narrow }, 400, 'CAIRN_BAD_CALIBRATION'],
+    // A health policy devices would refuse is refused at publish time.
+    [{ model, sections: { health: { schema: 'cairn.health/v1', probes: [{ input: [1, 2] }] } } }, 422, 'CAIRN_HEALTH_POLICY_INVALID', /probe 0 has 2 input values, the model's input takes 19/],
+    [{ model, sections: { health: { schema: 'cairn.health/v1', trial: { durationMs: -5 } } } }, 422, 'CAIRN_HEALTH_POLICY_INVALID', /durationMs/],
   ];
   for (const [body, status, code, message] of cases) {
     const response = await hub.api('POST', '/api/v1/models/publish', { name: 'pdm', version: '2.0.0', ...body });

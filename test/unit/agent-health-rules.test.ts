@@ -79,7 +79,13 @@ test('trial: error rate above the policy fails; latency fails against the standb
   const tiny = new TrialMonitor(trial({ maxLatencyRatio: 3, latencyFloorMs: 1 }), true);
   for (let i = 0; i < 5; i++) tiny.recordBaseline(0.05, tensor(i, 1));
   for (let i = 0; i < 20; i++) assert.equal(tiny.recordSuccess(0.9, tensor(i, 1), feeds(i, 0, 0)), null, '18× slower but under the 1 ms floor');
+  // Every request is shadowed until the standby has a baseline worth a p95, then one in shadowEvery.
+  const shadowing = new TrialMonitor(trial({ shadowEvery: 4 }), true);
+  assert.deepEqual([1, 2, 3].map((n) => shadowing.shouldShadow(n)), [true, true, true]);
+  for (let i = 0; i < 20; i++) shadowing.recordBaseline(0.1, tensor(i, 1));
+  assert.deepEqual([5, 6, 7, 8].map((n) => shadowing.shouldShadow(n)), [false, false, false, true]);
   const noStandby = new TrialMonitor(trial({ maxLatencyP95Ms: 2 }), false);
+  assert.equal(noStandby.shouldShadow(4), false);
   for (let i = 0; i < 9; i++) noStandby.recordSuccess(3, tensor(i, 1), feeds(i, 0, 0));
   assert.equal(noStandby.recordSuccess(3, tensor(9, 1), feeds(9, 0, 0))?.reason, 'trial_latency', 'the absolute budget applies without a standby');
 });

@@ -65,21 +65,21 @@ test('every field survives a restart', async (t) => {
     s.activeSlot = 'A';
     s.target = { deploymentId: 'dep-1', seq: 12, bundle: null };
     s.deployment = { deploymentId: 'dep-1', seq: 12, phase: 'committed', digest: ACTIVE.digest };
-    s.nextTelemetrySeq = 99;
+    s.telemetrySeqCeiling = 99;
   });
   const again = await open(dir);
   assert.deepEqual(again.state, store.state);
-  assert.equal(again.state.nextTelemetrySeq, 99);
+  assert.equal(again.state.telemetrySeqCeiling, 99);
 });
 
 test('writes are atomic: no temp files are left, stale ones are cleaned up on start', async (t) => {
   const dir = await tempDir(t);
   const store = await open(dir);
-  await Promise.all(Array.from({ length: 20 }, (_, i) => store.update((s) => void (s.nextTelemetrySeq = i + 1))));
+  await Promise.all(Array.from({ length: 20 }, (_, i) => store.update((s) => void (s.telemetrySeqCeiling = i + 1))));
   assert.deepEqual(await readdir(dir), [STATE_FILE]);
   await writeFile(join(dir, `.${STATE_FILE}.999.1.tmp`), '{"half":');
   const again = await open(dir);
-  assert.equal(again.state.nextTelemetrySeq, 20);
+  assert.equal(again.state.telemetrySeqCeiling, 20);
   assert.deepEqual((await readdir(dir)).sort(), [STATE_FILE, `${STATE_FILE}.last-good`]);
 });
 
@@ -100,7 +100,7 @@ test('a corrupt state.json starts clean, is kept aside, and counters restart abo
   const store = await open(dir, () => 1_700_000_000_123, logger);
   assert.equal(store.state.lastDesiredSeq, -1);
   assert.equal(store.state.activeSlot, null);
-  assert.equal(store.state.nextTelemetrySeq, 1_700_000_000_123, 'the hub dedupes on (device, seq): seqs must not restart at 0');
+  assert.equal(store.state.telemetrySeqCeiling, 1_700_000_000_123, 'the hub dedupes on (device, seq): seqs must not restart at 0');
   assert.equal(store.state.epoch, 1_700_000_000_123);
   const warning = lines.find((l) => l.level === 40);
   assert.match(String(warning?.msg), /unusable.*not JSON/);
@@ -109,11 +109,11 @@ test('a corrupt state.json starts clean, is kept aside, and counters restart abo
 
 test('a state.json that breaks the schema starts clean and names the problem', async (t) => {
   const dir = await tempDir(t);
-  await writeFile(join(dir, STATE_FILE), JSON.stringify({ ...cleanState(), nextTelemetrySeq: -5 }));
+  await writeFile(join(dir, STATE_FILE), JSON.stringify({ ...cleanState(), telemetrySeqCeiling: -5 }));
   const { logger, lines } = recordingLogger();
   const store = await open(dir, () => 5, logger);
-  assert.equal(store.state.nextTelemetrySeq, 5);
-  assert.match(String(lines.find((l) => l.level === 40)?.msg), /schema.*nextTelemetrySeq/);
+  assert.equal(store.state.telemetrySeqCeiling, 5);
+  assert.match(String(lines.find((l) => l.level === 40)?.msg), /schema.*telemetrySeqCeiling/);
 });
 
 test('property: after any sequence of updates, a reload sees exactly the last state', async (t) => {
@@ -122,7 +122,7 @@ test('property: after any sequence of updates, a reload sees exactly the last st
   await fc.assert(
     fc.asyncProperty(
       fc.array(
-        fc.record({ epoch: fc.nat(), lastDesiredSeq: fc.integer({ min: -1, max: 1e9 }), keyringVersion: fc.nat(100), nextTelemetrySeq: fc.nat(), fingerprint: fc.option(fc.string(), { nil: null }) }),
+        fc.record({ epoch: fc.nat(), lastDesiredSeq: fc.integer({ min: -1, max: 1e9 }), keyringVersion: fc.nat(100), telemetrySeqCeiling: fc.nat(), fingerprint: fc.option(fc.string(), { nil: null }) }),
         { minLength: 1, maxLength: 8 },
       ),
       async (changes) => {
@@ -134,7 +134,7 @@ test('property: after any sequence of updates, a reload sees exactly the last st
               s.epoch = c.epoch;
               s.lastDesiredSeq = c.lastDesiredSeq;
               s.keyringVersion = c.keyringVersion;
-              s.nextTelemetrySeq = c.nextTelemetrySeq;
+              s.telemetrySeqCeiling = c.telemetrySeqCeiling;
               s.lastFingerprint = c.fingerprint;
             }),
           ),
@@ -153,7 +153,7 @@ test('a corrupt state.json falls back to the last-good copy of this boot: the co
   await first.update((s) => {
     s.slots.A = ACTIVE;
     s.activeSlot = 'A';
-    s.nextTelemetrySeq = 500;
+    s.telemetrySeqCeiling = 500;
   });
   await open(dir, () => 2_000); // this boot keeps a last-good copy of what it started from
   await writeFile(join(dir, STATE_FILE), '{"version":2,"epoch":'); // damaged afterwards
@@ -161,17 +161,17 @@ test('a corrupt state.json falls back to the last-good copy of this boot: the co
   const store = await open(dir, () => 3_000, logger);
   assert.equal(store.state.activeSlot, 'A');
   assert.deepEqual(store.state.slots.A, ACTIVE);
-  assert.equal(store.state.nextTelemetrySeq, 3_000, 'counters restart above anything the lost file may have used');
+  assert.equal(store.state.telemetrySeqCeiling, 3_000, 'counters restart above anything the lost file may have used');
   assert.match(String(lines.find((l) => l.level === 40)?.msg), /last-good/);
 });
 
 test('a version 1 state.json is migrated: its active bundle becomes the committed slot A', async (t) => {
   const dir = await tempDir(t);
-  const { slots: _slots, activeSlot: _activeSlot, trial: _trial, loading: _loading, quarantine: _quarantine, ...rest } = cleanState(7);
-  await writeFile(join(dir, STATE_FILE), JSON.stringify({ ...rest, version: 1, active: ACTIVE }));
+  const { slots: _slots, activeSlot: _activeSlot, trial: _trial, loading: _loading, quarantine: _quarantine, telemetrySeqCeiling, ...rest } = cleanState(7);
+  await writeFile(join(dir, STATE_FILE), JSON.stringify({ ...rest, version: 1, active: ACTIVE, nextTelemetrySeq: telemetrySeqCeiling }));
   const store = await open(dir);
   assert.equal(store.state.version, 2);
   assert.equal(store.state.activeSlot, 'A');
   assert.deepEqual(store.state.slots, { A: ACTIVE, B: null });
-  assert.equal(store.state.nextTelemetrySeq, 7);
+  assert.equal(store.state.telemetrySeqCeiling, 7, "version 1's next telemetry seq becomes the ceiling");
 });

@@ -11,8 +11,8 @@
  *   swap), then tells the trial's owner.
  * - A trial never fails a request the standby could serve: when the candidate errs, or
  *   returns NaN/Inf, the request is run again on the standby and its answer returned.
- * - One in `shadowEvery` trial requests also runs on the standby in the background, so the
- *   latency check compares both models on the same traffic at the same load.
+ * - Trial requests also run on the standby in the background (every one at first, then one in
+ *   `shadowEvery`), so the latency check compares both models on the same traffic and load.
  */
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
@@ -66,11 +66,6 @@ export class ActiveModel {
     return this.slot ? { session: this.slot.session, bundle: this.slot.bundle } : null;
   }
 
-  /** The previous model, kept loaded while a candidate is on trial. */
-  get standbyBundle(): ServedBundle | null {
-    return this.standby?.bundle ?? null;
-  }
-
   get onTrial(): boolean {
     return this.trial !== null;
   }
@@ -80,7 +75,7 @@ export class ActiveModel {
     return this.swaps;
   }
 
-  /** Serves `session` from now on; the previous session closes when its last inference is done. Ends no trial: call outside one. */
+  /** Serves `session` from now on; the previous session closes when its last inference is done. A running trial is rolled back first. */
   swap(session: ModelSession, bundle: ServedBundle): void {
     this.endTrial('rollback');
     const old = this.slot;
@@ -120,33 +115,54 @@ export class ActiveModel {
     this.endTrial('rollback');
   }
 
+  /**
+   * A newer deployment supersedes the trial. With a standby, the standby serves again; without
+   * one the candidate keeps serving, uncommitted, rather than nothing. Returns whether it does.
+   */
+  abandonTrial(): boolean {
+    if (!this.trial) return false;
+    if (this.standby) {
+      this.endTrial('rollback');
+      return false;
+    }
+    this.trial = null;
+    return true;
+  }
+
   async infer(feeds: Feeds): Promise<ModelResult> {
     const slot = this.slot;
     if (!slot) throw new NoModelError();
     const trial = this.trial?.candidate === slot ? this.trial : null;
     slot.inflight++;
     const started = performance.now();
+    let answer: ModelResult | null = null;
+    let error: unknown;
     try {
       const outputs = await slot.session.infer(feeds);
+      answer = { outputs, bundle: slot.bundle };
       if (trial && !trial.failed) {
         const latencyMs = performance.now() - started;
-        if (++trial.requests % trial.hooks.monitor.policy.shadowEvery === 0) this.shadow(trial, feeds);
+        if (trial.hooks.monitor.shouldShadow(++trial.requests)) this.shadow(trial, feeds);
         const failure = trial.hooks.monitor.recordSuccess(latencyMs, outputs, feeds);
         if (failure) this.failTrial(trial, failure);
-        if (!allFinite(outputs)) return await this.rerun(trial, feeds, { outputs, bundle: slot.bundle });
       }
-      return { outputs, bundle: slot.bundle };
     } catch (err) {
-      if (!trial || trial.failed || (err as { code?: string }).code === 'CAIRN_RUNTIME_BAD_FEEDS') throw err;
-      const failure = trial.hooks.monitor.recordError();
+      if (!trial || (err as { code?: string }).code === 'CAIRN_RUNTIME_BAD_FEEDS') throw err;
+      error = err;
+      const failure = trial.failed ? null : trial.hooks.monitor.recordError();
       if (failure) this.failTrial(trial, failure);
-      const standby = this.standbyOf(trial);
-      if (!standby) throw err;
-      return this.runOn(standby, feeds);
     } finally {
       slot.inflight--;
       if (slot.retiring && slot.inflight === 0) void this.close(slot);
     }
+    if (trial && (answer === null || !allFinite(answer.outputs))) {
+      // The standby answers what the candidate could not: an error, or NaN (also for requests
+      // still in flight when the trial failed).
+      const standby = this.standbyOf(trial);
+      if (standby) return this.runOn(standby, feeds);
+    }
+    if (answer === null) throw error;
+    return answer;
   }
 
   /** Closes every session, including retiring ones with work in flight. */
@@ -167,11 +183,6 @@ export class ActiveModel {
   private standbyOf(trial: RunningTrial): Slot | null {
     if (this.trial === trial) return this.standby;
     return this.slot && this.slot !== trial.candidate ? this.slot : null;
-  }
-
-  private async rerun(trial: RunningTrial, feeds: Feeds, fallback: ModelResult): Promise<ModelResult> {
-    const standby = this.standbyOf(trial);
-    return standby ? this.runOn(standby, feeds) : fallback;
   }
 
   private async runOn(slot: Slot, feeds: Feeds): Promise<ModelResult> {

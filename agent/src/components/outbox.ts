@@ -16,7 +16,7 @@
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Logger } from 'pino';
-import { existsSync } from 'node:fs';
+import { existsSync, renameSync } from 'node:fs';
 import { encodePayload, type PayloadOf, type TelemetryT } from '@cairn/shared';
 import type { Connection } from './connection.js';
 
@@ -25,10 +25,11 @@ export type OutboxKind = 'telemetry' | 'events';
 export interface OutboxOptions {
   stateDir: string;
   /**
-   * The lowest telemetry seq this device may use next (state.json's floor). A new outbox.db
-   * starts at max(floor, clock): the hub may hold seqs a lost database had already used.
+   * A bound above every telemetry seq this device has used (state.json's ceiling). A new
+   * outbox.db starts its counter at max(ceiling, clock): the hub may hold seqs that a lost
+   * database had already used.
    */
-  telemetrySeqFloor: () => number;
+  telemetrySeqCeiling: () => number;
   clock: () => number;
   connection: Connection;
   logger: Logger;
@@ -44,6 +45,8 @@ export interface OutboxStats {
   /** Telemetry records dropped by the bound, ever. */
   dropped: number;
   published: number;
+  /** The seq the next telemetry summary takes. */
+  nextTelemetrySeq: number;
 }
 
 interface Row {
@@ -82,22 +85,18 @@ export class Outbox {
 
   start(): void {
     const path = join(this.options.stateDir, OUTBOX_FILE);
-    const fresh = !existsSync(path);
-    const db = new Database(path);
-    db.pragma('journal_mode = WAL');
-    db.pragma('synchronous = FULL');
-    db.exec(`
-      CREATE TABLE IF NOT EXISTS outbox (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        kind TEXT NOT NULL CHECK (kind IN ('telemetry', 'events')),
-        dedupe TEXT NOT NULL,
-        payload BLOB NOT NULL,
-        created_at INTEGER NOT NULL
-      );
-      CREATE TABLE IF NOT EXISTS outbox_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-      INSERT OR IGNORE INTO outbox_meta (key, value) VALUES ('dropped', 0);
-      INSERT OR IGNORE INTO outbox_meta (key, value) VALUES ('next_telemetry_seq', 0);
-    `);
+    let fresh = !existsSync(path);
+    let db: Database.Database;
+    try {
+      db = openOutbox(path);
+    } catch (err) {
+      // A damaged file must not keep the agent from serving: keep it aside, start a new one.
+      const aside = `${path}.corrupt-${this.options.clock()}`;
+      for (const suffix of ['', '-wal', '-shm']) if (existsSync(path + suffix)) renameSync(path + suffix, aside + suffix);
+      this.options.logger.error({ err, keptAs: aside }, 'outbox.db is unusable; starting a new one (records it held are not sent)');
+      db = openOutbox(path);
+      fresh = true;
+    }
     this.statements = {
       insert: db.prepare('INSERT INTO outbox (kind, dedupe, payload, created_at) VALUES (?, ?, ?, ?)'),
       count: db.prepare('SELECT count(*) AS n FROM outbox'),
@@ -109,8 +108,8 @@ export class Outbox {
       nextSeq: db.prepare("SELECT value FROM outbox_meta WHERE key = 'next_telemetry_seq'"),
       setNextSeq: db.prepare("UPDATE outbox_meta SET value = ? WHERE key = 'next_telemetry_seq'"),
     };
-    const floor = Math.max(this.options.telemetrySeqFloor(), fresh ? Math.floor(this.options.clock()) : 0);
-    if (this.statements.nextSeq.get()!.value < floor) this.statements.setNextSeq.run(floor);
+    // Only a new database needs a starting point; an existing one holds the counter itself.
+    if (fresh) this.statements.setNextSeq.run(Math.max(this.options.telemetrySeqCeiling(), Math.floor(this.options.clock())));
     this.db = db;
     this.options.connection.on('connect', this.onConnect);
     this.options.connection.on('disconnect', this.onDisconnect);
@@ -158,8 +157,9 @@ export class Outbox {
   }
 
   get stats(): OutboxStats {
-    if (!this.db) return { depth: 0, inFlight: 0, dropped: 0, published: this.published };
-    return { depth: this.statements.count.get()!.n, inFlight: this.inFlight.size, dropped: this.statements.getDropped.get()?.value ?? 0, published: this.published };
+    if (!this.db) return { depth: 0, inFlight: 0, dropped: 0, published: this.published, nextTelemetrySeq: 0 };
+    const { count, getDropped, nextSeq } = this.statements;
+    return { depth: count.get()!.n, inFlight: this.inFlight.size, dropped: getDropped.get()?.value ?? 0, published: this.published, nextTelemetrySeq: nextSeq.get()!.value };
   }
 
   /** Resolves once nothing is left to publish, or after `timeoutMs` (used by a graceful stop). */
@@ -222,5 +222,30 @@ export class Outbox {
   private requireDb(): Database.Database {
     if (!this.db) throw new Error('the outbox is not started');
     return this.db;
+  }
+}
+
+/** Opens (or creates) the outbox database and its tables; throws on a file that is not one. */
+function openOutbox(path: string): Database.Database {
+  const db = new Database(path);
+  try {
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = FULL');
+    db.exec(`
+      CREATE TABLE IF NOT EXISTS outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL CHECK (kind IN ('telemetry', 'events')),
+        dedupe TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        created_at INTEGER NOT NULL
+      );
+      CREATE TABLE IF NOT EXISTS outbox_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+      INSERT OR IGNORE INTO outbox_meta (key, value) VALUES ('dropped', 0);
+      INSERT OR IGNORE INTO outbox_meta (key, value) VALUES ('next_telemetry_seq', 0);
+    `);
+    return db;
+  } catch (err) {
+    db.close();
+    throw err;
   }
 }

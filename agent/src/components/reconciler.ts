@@ -15,7 +15,8 @@
  * slot is served after a restart, so a crash during the trial is a rollback.
  *
  * A newer document supersedes a convergence in progress (its download keeps what it has for a
- * later resume; a candidate on trial is rolled back). Because the target is persisted, a
+ * later resume; a candidate on trial is rolled back to its standby or, with none, keeps serving
+ * uncommitted, and becomes the next candidate's standby). Because the target is persisted, a
  * restart or a retained re-delivery resumes an unfinished convergence. A digest that failed
  * here is quarantined under its deployment id: the hub's periodic re-signing (a new seq, the
  * same deployment) does not retry it; a new deployment asking for it does (no update loops).
@@ -28,7 +29,7 @@ import type { ActiveModel, ServedBundle } from './active-model.js';
 import type { Downloader } from './downloader.js';
 import type { DropCounter } from './drop-counter.js';
 import type { EventPublisher } from './events.js';
-import { committedOf, isQuarantined, otherSlot, quarantine, type ActiveStateT, type StateStore, type TargetStateT } from './state-store.js';
+import { candidateSlot, committedOf, isQuarantined, otherSlot, quarantine, type ActiveStateT, type AgentState, type StateStore, type TargetStateT } from './state-store.js';
 import { runGoldenProbes } from './health/golden-probes.js';
 import { TrialMonitor, type TrialFailure, type TrialSummary } from './health/trial-monitor.js';
 import { DeploymentFailure, SupersededError, clip, throwIfAborted } from '../errors.js';
@@ -292,7 +293,7 @@ export class Reconciler {
         if (!probes.ok) throw new DeploymentFailure(probes.reason, probes.message);
       }
 
-      const slot = otherSlot(state.state.activeSlot);
+      const slot = candidateSlot(state.state, this.options.active.current?.bundle.digest ?? null);
       await state.update((draft) => {
         draft.loading = null;
         draft.slots[slot] = { manifest, digest, deploymentId };
@@ -304,7 +305,8 @@ export class Reconciler {
       if (outcome.kind === 'superseded') {
         await state.update((draft) => {
           draft.trial = null;
-          draft.slots[slot] = null;
+          // A candidate kept serving (there was nothing to roll back to) keeps its slot, uncommitted.
+          if (!outcome.kept) draft.slots[slot] = null;
         }).catch(() => undefined);
         throw new SupersededError();
       }
@@ -329,9 +331,11 @@ export class Reconciler {
       logger.info({ deploymentId, seq, model: `${manifest.name}@${manifest.version}`, digest, slot, summary: s }, 'deployment committed');
       await this.collectGarbage();
     } catch (err) {
-      await state.update((draft) => {
-        if (draft.loading?.digest === digest) draft.loading = null;
-      }).catch(() => undefined);
+      if (digest && state.state.loading?.digest === digest) {
+        await state.update((draft) => {
+          draft.loading = null;
+        }).catch(() => undefined);
+      }
       if (err instanceof SupersededError || signal.aborted) {
         logger.info({ deploymentId, seq, phase: at.phase }, 'deployment superseded');
         return;
@@ -382,16 +386,13 @@ export class Reconciler {
         signal.removeEventListener('abort', onAbort);
         resolve(outcome);
       };
-      const onAbort = () => {
-        active.rollbackTrial();
-        finish({ kind: 'superseded' });
-      };
+      const onAbort = () => finish({ kind: 'superseded', kept: active.abandonTrial() });
       const startedAt = clock();
       active.beginTrial(session, served, { monitor, onFailure: (failure) => finish({ kind: 'failed', failure, summary: monitor.summary() }) });
       signal.addEventListener('abort', onAbort);
       announce().catch((err: unknown) => {
         if (!settled) active.rollbackTrial();
-        finish({ kind: 'superseded' });
+        finish({ kind: 'superseded', kept: false });
         if (!(err instanceof SupersededError)) reject(err as Error);
       });
       timer = setInterval(
@@ -433,34 +434,38 @@ export class Reconciler {
    *   crash-loop the agent.
    */
   private async restoreActive(): Promise<void> {
-    const { state, logger, clock } = this.options;
+    const { state, logger } = this.options;
     const { trial, loading } = state.state;
     if (trial) {
-      const message = 'the agent restarted while this model was on trial; the previous model serves again';
-      await state.update((draft) => {
-        quarantine(draft, { digest: trial.digest, deploymentId: trial.deploymentId, reason: 'crashed_in_trial', ts: clock() });
-        draft.slots[trial.slot] = null;
-        draft.trial = null;
-        draft.deployment = { deploymentId: trial.deploymentId, seq: trial.seq, phase: 'rolled_back', digest: trial.digest, reason: 'crashed_in_trial', message };
-      });
-      logger.warn({ digest: trial.digest, deploymentId: trial.deploymentId }, message);
-      this.options.events.publish({ type: 'deployment', deploymentId: trial.deploymentId, seq: trial.seq, phase: 'rolled_back', digest: trial.digest, reason: 'crashed_in_trial', message });
+      await this.settleInterrupted(
+        { deploymentId: trial.deploymentId, seq: trial.seq, digest: trial.digest, phase: 'rolled_back', reason: 'crashed_in_trial', message: 'the agent restarted while this model was on trial; the previous model serves again' },
+        (draft) => {
+          draft.slots[trial.slot] = null;
+          draft.trial = null;
+        },
+      );
     }
     if (loading) {
       const boots = loading.boots + 1;
-      const give = boots >= LOADING_BOOT_LIMIT;
-      const message = `the agent restarted ${boots} times while loading this model`;
-      await state.update((draft) => {
-        draft.loading = give ? null : { ...loading, boots };
-        if (give) {
-          quarantine(draft, { digest: loading.digest, deploymentId: loading.deploymentId, reason: 'crashed_while_loading', ts: clock() });
-          const seq = draft.target?.deploymentId === loading.deploymentId ? draft.target.seq : (draft.deployment?.seq ?? 0);
-          draft.deployment = { deploymentId: loading.deploymentId, seq, phase: 'failed', digest: loading.digest, reason: 'crashed_while_loading', message };
-        }
-      });
-      if (give) {
-        logger.error({ digest: loading.digest }, `${message}: quarantined`);
-        this.options.events.publish({ type: 'deployment', deploymentId: loading.deploymentId, phase: 'failed', digest: loading.digest, reason: 'crashed_while_loading', message });
+      if (boots < LOADING_BOOT_LIMIT) {
+        await state.update((draft) => {
+          draft.loading = { ...loading, boots };
+        });
+      } else {
+        const target = state.state.target;
+        await this.settleInterrupted(
+          {
+            deploymentId: loading.deploymentId,
+            seq: target?.deploymentId === loading.deploymentId ? target.seq : (state.state.deployment?.seq ?? 0),
+            digest: loading.digest,
+            phase: 'failed',
+            reason: 'crashed_while_loading',
+            message: `the agent restarted ${boots} times while loading this model; it is quarantined`,
+          },
+          (draft) => {
+            draft.loading = null;
+          },
+        );
       }
     }
 
@@ -494,6 +499,21 @@ export class Reconciler {
     }
   }
 
+  /** Ends a deployment that a crash interrupted: its digest is quarantined, `deployment` and an event say why. */
+  private async settleInterrupted(
+    end: { deploymentId: string; seq: number; digest: string; phase: 'rolled_back' | 'failed'; reason: 'crashed_in_trial' | 'crashed_while_loading'; message: string },
+    change: (draft: AgentState) => void,
+  ): Promise<void> {
+    const { deploymentId, seq, digest, phase, reason, message } = end;
+    await this.options.state.update((draft) => {
+      change(draft);
+      quarantine(draft, { digest, deploymentId, reason, ts: this.options.clock() });
+      draft.deployment = { deploymentId, seq, phase, digest, reason, message };
+    });
+    this.options.logger.warn({ digest, deploymentId, reason }, message);
+    this.options.events.publish({ type: 'deployment', deploymentId, seq, phase, digest, reason, message });
+  }
+
   /** Re-hashes a stored blob and loads it; a blob that no longer matches is deleted. */
   private async loadVerified(bundle: ActiveStateT): Promise<ModelSession> {
     const { blobs } = this.options;
@@ -514,7 +534,8 @@ export class Reconciler {
 type TrialOutcome =
   | { kind: 'committed'; summary: TrialSummary; timedOut: boolean }
   | { kind: 'failed'; failure: TrialFailure; summary: TrialSummary }
-  | { kind: 'superseded' };
+  /** `kept`: with no standby to return to, the candidate still serves (uncommitted). */
+  | { kind: 'superseded'; kept: boolean };
 
 /** Failures that say nothing about the bundle: a later re-signed document may try again. */
 const TRANSIENT_REASONS = new Set<string>(['download_failed', 'insufficient_disk']);

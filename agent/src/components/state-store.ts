@@ -28,7 +28,7 @@ export const TargetState = Type.Object(
   { deploymentId: Type.String({ maxLength: 64 }), seq: Seq, bundle: Type.Union([SignedManifest, Type.Null()]) },
   closed,
 );
-/** A bundle in a slot: what it is and which deployment put it there (its blob is `blobs/<digest>`). */
+/** A bundle in a slot: what it is and which deployment put it there (its blob is `blobs/sha256/<digest>`). */
 export const ActiveState = Type.Object({ manifest: Manifest, digest: Sha256Hex, deploymentId: Type.String({ maxLength: 64 }) }, closed);
 export const SLOT_NAMES = ['A', 'B'] as const;
 export const SlotName = Type.Enum(SLOT_NAMES);
@@ -57,8 +57,11 @@ export const PersistedState = Type.Object(
     loading: Type.Union([LoadingState, Type.Null()]),
     quarantine: Type.Array(QuarantineEntry, { maxItems: QUARANTINE_LIMIT }),
     deployment: Type.Union([DeploymentStatus, Type.Null()]),
-    /** The seq the next telemetry summary takes; persisted before that summary is sent. */
-    nextTelemetrySeq: Seq,
+    /**
+     * Every telemetry seq used so far is below this (telemetry.ts raises it a block at a time).
+     * The counter itself lives in outbox.db; a lost outbox.db restarts above this ceiling.
+     */
+    telemetrySeqCeiling: Seq,
   },
   closed,
 );
@@ -74,8 +77,17 @@ export function committedOf(s: Readonly<AgentState>): ActiveStateT | null {
   return s.activeSlot ? s.slots[s.activeSlot] : null;
 }
 
-export function otherSlot(slot: SlotNameT | null): SlotNameT {
+export function otherSlot(slot: SlotNameT): SlotNameT {
   return slot === 'A' ? 'B' : 'A';
+}
+
+/**
+ * Where a candidate goes: the slot that is not committed; with no committed slot, the one not
+ * holding `servingDigest` (a candidate kept serving after its trial was superseded).
+ */
+export function candidateSlot(s: Readonly<AgentState>, servingDigest: string | null): SlotNameT {
+  if (s.activeSlot) return otherSlot(s.activeSlot);
+  return s.slots.A !== null && s.slots.A.digest === servingDigest ? 'B' : 'A';
 }
 
 /** Records that `digest` failed under `deploymentId` (the newest entries are kept). */
@@ -103,7 +115,7 @@ export function cleanState(counterFloor = 0): AgentState {
     loading: null,
     quarantine: [],
     deployment: null,
-    nextTelemetrySeq: counterFloor,
+    telemetrySeqCeiling: counterFloor,
   };
 }
 
@@ -190,7 +202,7 @@ export class StateStore {
       const state = lastGood.state;
       // Counters may have moved on since that copy: restart them above anything used before.
       state.epoch = Math.max(state.epoch, floor());
-      state.nextTelemetrySeq = Math.max(state.nextTelemetrySeq, floor());
+      state.telemetrySeqCeiling = Math.max(state.telemetrySeqCeiling, floor());
       return state;
     }
     logger.warn({ path: this.path, keptAs: aside }, `state.json is unusable, starting with clean state: ${read.why}`);
@@ -231,6 +243,6 @@ export class StateStore {
  */
 function migrate(value: unknown): unknown {
   if (typeof value !== 'object' || value === null || (value as { version?: unknown }).version !== 1) return value;
-  const { active, ...rest } = value as Record<string, unknown> & { active?: unknown };
-  return { ...rest, version: STATE_VERSION, slots: { A: active ?? null, B: null }, activeSlot: active ? 'A' : null, trial: null, loading: null, quarantine: [] };
+  const { active, nextTelemetrySeq, ...rest } = value as Record<string, unknown> & { active?: unknown; nextTelemetrySeq?: unknown };
+  return { ...rest, version: STATE_VERSION, telemetrySeqCeiling: nextTelemetrySeq, slots: { A: active ?? null, B: null }, activeSlot: active ? 'A' : null, trial: null, loading: null, quarantine: [] };
 }

@@ -17,6 +17,9 @@ import type { ServedBundle } from './active-model.js';
 import type { StateStore } from './state-store.js';
 import { activeBundleOf } from './reported.js';
 
+/** Seqs reserved in state.json per write of its ceiling (what a lost outbox.db restarts above). */
+export const SEQ_RESERVATION = 1000;
+
 export interface TelemetryOptions {
   intervalMs: number;
   stats: InferenceStats;
@@ -86,10 +89,12 @@ export class TelemetryReporter {
         logger.error({ err }, 'a telemetry summary could not be stored in the outbox');
         return null;
       }
-      // state.json keeps a floor for the counter, should outbox.db ever be lost.
-      state.update((draft) => {
-        draft.nextTelemetrySeq = Math.max(draft.nextTelemetrySeq, sent.seq + 1);
-      }).catch(() => undefined);
+      if (sent.seq >= state.state.telemetrySeqCeiling) {
+        // Raised a block at a time: one state.json write per SEQ_RESERVATION summaries.
+        state.update((draft) => {
+          draft.telemetrySeqCeiling = sent.seq + SEQ_RESERVATION;
+        }).catch((err: Error) => logger.warn({ err }, 'could not raise the telemetry seq ceiling'));
+      }
       this.sent++;
       return sent;
     } finally {

@@ -22,6 +22,7 @@ export interface DemoOptions {
 }
 
 const DEMO_MODEL = 'pdm-vibration';
+const DEMO_TRIAL_MS = 10_000;
 const IMAGES_DIR = fileURLToPath(new URL('../../../firmware-images', import.meta.url));
 const DEMO_IMAGES = ['pdm-vibration-1.0.0-int8', 'pdm-vibration-1.1.0-int8', 'pdm-vibration-1.0.1-nan', 'pdm-vibration-1.0.1-slow', 'pdm-vibration-1.0.1-collapsed'];
 
@@ -50,7 +51,8 @@ export async function runDemo(options: DemoOptions): Promise<void> {
   // What operators watch for: maintenance alerts and deployments a device refused or rolled back.
   hub.ctx.bus.on('device.event', ({ deviceId, event }) => {
     if (event.type === 'maintenance_alert' && event.alert) {
-      say(`ALERT ${deviceId} (${event.alert.machine}): ${event.alert.faultClass}, confidence ${event.alert.confidence} [${event.alert.rule}]`);
+      const machine = event.alert.machine === deviceId ? '' : ` (${event.alert.machine})`;
+      say(`ALERT ${deviceId}${machine}: ${event.alert.faultClass}, confidence ${event.alert.confidence} [${event.alert.rule}]`);
     } else if (event.type === 'deployment' && (event.phase === 'rolled_back' || event.phase === 'failed')) {
       say(`${deviceId}: deployment ${event.deploymentId} ${event.phase} (${event.reason}): ${event.message ?? ''}`);
     }
@@ -63,6 +65,9 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     stateRoot: join(config.dataDir, 'fleet'),
     seed: 1,
     logger: pino({ level: options.logLevel }),
+    // Shorter trials than the 30 s default, so the demo is ready sooner: each device sees one
+    // vibration window a second.
+    health: { trial: { durationMs: DEMO_TRIAL_MS, minInferences: 8 } },
   });
   const deadline = Date.now() + 60_000;
   while (hub.ctx.devices.list().filter((d) => d.online).length < options.devices && Date.now() < deadline) await sleep(200);
@@ -75,17 +80,15 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     const d = await api.request<{ id: string }>('POST', '/api/v1/deployments', { model: `${DEMO_MODEL}@1.0.0`, deviceIds: needing });
     say(`deployed ${DEMO_MODEL}@1.0.0 to ${needing.length} devices (deployment ${d.id})`);
   }
-  while (Date.now() < deadline + 60_000) {
-    const serving = hub.ctx.devices.list().filter((d) => fleetIds.has(d.id) && d.reported?.active).length;
-    if (serving >= fleetIds.size) break;
-    await sleep(250);
-  }
-  const serving = hub.ctx.devices.list().filter((d) => fleetIds.has(d.id) && d.reported?.active?.digest === target.digest).length;
+  // Committed, not only serving: a device on trial has no committed model to roll back to yet.
+  const committed = () => hub.ctx.devices.list().filter((d) => fleetIds.has(d.id) && d.reported?.active?.digest === target.digest && d.reported.deployment?.phase === 'committed').length;
+  say(`waiting for golden probes and a ${DEMO_TRIAL_MS / 1000} s trial on every device…`);
+  while (committed() < fleetIds.size && Date.now() < deadline + 60_000) await sleep(250);
+  say(`${committed()}/${fleetIds.size} devices committed ${DEMO_MODEL}@1.0.0`);
   const machines = simMachines(options.devices, 1);
   const faultyIndex = Math.max(0, machines.findIndex((m) => m.fault && m.fault !== 'healthy'));
   const faulty = simDeviceId(faultyIndex);
   const faultyMachine = `${machines[faultyIndex]?.machine ?? 'pump-1800'} with ${machines[faultyIndex]?.fault ?? 'no fault'}`;
-  say(`${serving}/${fleetIds.size} devices serving ${DEMO_MODEL}@1.0.0`);
   console.log(`
   Console:  ${hub.httpUrl}/#token=${token}
   CLI:      export CAIRN_HUB_URL=${hub.httpUrl} CAIRN_TOKEN=$(cat ${hub.adminToken.tokenFile})

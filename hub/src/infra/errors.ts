@@ -28,6 +28,7 @@ export const Errors = {
   uploadNotFound: (digest: string) => new HubError('CAIRN_UPLOAD_NOT_FOUND', 404, `no uploaded file with digest ${digest}; upload it first (POST /api/v1/uploads)`),
   badCalibration: (message: string) => new HubError('CAIRN_BAD_CALIBRATION', 400, message),
   quantizationGate: (failures: string[]) => new HubError('CAIRN_QUANTIZATION_GATE', 422, `the int8 model fails its gate, nothing was published: ${failures.join('; ')}`),
+  badHealthPolicy: (message: string) => new HubError('CAIRN_HEALTH_POLICY_INVALID', 422, `${message} (devices would refuse the bundle with reason health_policy)`),
   manifestTooLarge: (size: number, limit: number) => new HubError('CAIRN_MANIFEST_TOO_LARGE', 422, `the manifest would be ${size} bytes; devices accept desired documents up to a budget that leaves ${limit} bytes for it (trim lineage, health probes or the drift reference)`),
   payloadTooLarge: (limit: number) => new HubError('CAIRN_PAYLOAD_TOO_LARGE', 413, `body exceeds ${limit} bytes`),
 } as const;

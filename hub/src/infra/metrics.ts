@@ -45,7 +45,7 @@ export function createMetrics() {
     }),
     deviceRejections: new Counter({
       name: 'cairn_hub_device_rejections_total',
-      help: 'Desired documents or bundles that devices reported rejecting, by reason',
+      help: 'Desired documents or bundles that devices reported rejecting, failing or rolling back, by reason',
       labelNames: ['reason'] as const,
       registers: [registry],
     }),

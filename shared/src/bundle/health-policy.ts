@@ -46,7 +46,7 @@ export const TrialSection = Type.Object(
     maxNonFinite: Type.Optional(Type.Integer({ minimum: 0 })),
     /** Fail when the outputs stay constant over the trial while the standby's answers to the same inputs vary. */
     detectCollapse: Type.Optional(Type.Boolean()),
-    /** One in this many trial requests also runs on the standby, as the latency baseline. */
+    /** One in this many trial requests also runs on the standby, as the latency baseline (every one until it has 20 samples). */
     shadowEvery: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000 })),
   },
   { additionalProperties: false },

@@ -73,6 +73,15 @@ export class TrialMonitor {
     return this.judgeRates();
   }
 
+  /**
+   * Whether candidate request number `request` should also run on the standby: every one until
+   * the baseline can judge tails, then one in `shadowEvery` (a device with little traffic would
+   * otherwise end its trial with too few samples to compare).
+   */
+  shouldShadow(request: number): boolean {
+    return this.hasStandby && (this.baseline.length < MIN_TAIL_SAMPLES || request % this.policy.shadowEvery === 0);
+  }
+
   /** The standby's latency and outputs on a shadowed trial request. */
   recordBaseline(latencyMs: number, outputs: Record<string, Tensor>): void {
     push(this.baseline, latencyMs);

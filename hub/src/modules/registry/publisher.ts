@@ -3,7 +3,7 @@
  * it, write the bundle manifest, sign it with the release key, and record it. Both the raw push
  * (`POST /api/v1/models`) and the publishing pipeline (quantize, gate, drift reference) end here.
  */
-import { canonicalJson, MAX_JSON_PAYLOAD_BYTES, type ManifestT, type SignedManifestT, type TensorSpecT } from '@cairn/shared';
+import { canonicalJson, HealthPolicyError, MAX_JSON_PAYLOAD_BYTES, resolveHealthPolicy, type ManifestT, type SignedManifestT, type TensorSpecT } from '@cairn/shared';
 import type { HubContext } from '../../infra/context.js';
 import { Errors } from '../../infra/errors.js';
 import { formatModelRef } from './model-ref.js';
@@ -29,6 +29,15 @@ export interface PublishInput {
 export function publishModel(ctx: HubContext, input: PublishInput): SignedManifestT {
   const ref = formatModelRef(input);
   if (!ctx.blobs.has(input.digest)) throw new Error(`blob ${input.digest} must be stored before ${ref} is published`);
+  if (input.sections?.health) {
+    // The same check devices run before they use the policy: refuse here, not on the whole fleet.
+    try {
+      resolveHealthPolicy(input.sections.health, input);
+    } catch (err) {
+      if (err instanceof HealthPolicyError) throw Errors.badHealthPolicy(err.message);
+      throw err;
+    }
+  }
   const manifest: ManifestT = {
     schema: 'cairn.bundle/v1',
     name: input.name,
