@@ -46,6 +46,14 @@ async function image(id: string, change?: (m: ManifestT) => ManifestT): Promise<
   return { bytes, digest: sha256Hex(bytes), manifest };
 }
 
+/**
+ * The disk of a running agent as a power loss would leave it, minus the atomic-write temp files
+ * (they come and go while the copy runs; the state store deletes stale ones on start anyway).
+ */
+async function snapshot(from: string, to: string): Promise<void> {
+  await cp(from, to, { recursive: true, filter: (source) => !/\.tmp$/.test(source) });
+}
+
 /** The manifest without golden probes: only the trial can catch what the model does. */
 const withoutProbes = (m: ManifestT): ManifestT => ({ ...m, health: { schema: 'cairn.health/v1' } });
 
@@ -255,7 +263,7 @@ test('a restart during a trial serves the committed slot and reports crashed_in_
   await waitFor('a long trial of 1.0.0', () => first.status.deployment?.phase === 'trial');
   // Power loss in the middle of the first trial: the disk as it is now, with no model committed.
   const crashedEarly = join(w.dir, 'crashed-early');
-  await cp(join(w.dir, 'state'), crashedEarly, { recursive: true });
+  await snapshot(join(w.dir, 'state'), crashedEarly);
   await first.stop();
 
   const second = await startAgent(w, config(w, crashedEarly, { durationMs: 300, minInferences: 5 }));
@@ -280,7 +288,7 @@ test('a restart during a trial serves the committed slot and reports crashed_in_
   await waitFor('1.1.0 on trial', () => fourth.status.deployment?.phase === 'trial' && fourth.status.active?.digest === next.digest);
   assert.equal(fourth.status.slots.trial, true);
   const crashed = join(w.dir, 'crashed');
-  await cp(dir, crashed, { recursive: true });
+  await snapshot(dir, crashed);
   await fourth.stop();
 
   const fifth = await startAgent(w, config(w, crashed));
