@@ -9,6 +9,7 @@
  * payloads it owns. Nothing a peer sends can crash the agent: bad payloads are dropped and
  * counted (`status.dropped`), refused desired documents are counted (`status.rejected`).
  */
+import type { Readable } from 'node:stream';
 import pino, { type Logger } from 'pino';
 import { AGENT_VERSION } from './version.js';
 import type { AgentConfig } from './config.js';
@@ -29,10 +30,11 @@ import { DEFAULT_MAINTENANCE_RULE, MaintenanceRules } from './components/mainten
 import { Reconciler } from './components/reconciler.js';
 import { ReportedPublisher, activeBundleOf } from './components/reported.js';
 import { TelemetryReporter } from './components/telemetry.js';
-import { SimulatedSource, type SimulatedSourceStats } from './components/simulated-source.js';
+import { createInputSource, type InputSource, type SourceStats } from './components/sources/input-source.js';
+import { AgentMetrics } from './components/agent-metrics.js';
 import { LocalApi } from './components/local-api.js';
 import { CommandHandler } from './components/commands.js';
-import { DEFAULT_HEALTH_POLICY, seedFromString, type HealthPolicy } from '@cairn/shared';
+import { DEFAULT_HEALTH_POLICY, type HealthPolicy } from '@cairn/shared';
 import { committedOf, type SlotNameT } from './components/state-store.js';
 
 /** Knobs for tests and the simulator; production uses the defaults. */
@@ -55,6 +57,8 @@ export interface AgentDeps {
   logger?: Logger;
   clock?: () => number;
   tuning?: AgentTuning;
+  /** What a `stdin` source reads; default process.stdin. */
+  stdin?: Readable;
 }
 
 export interface AgentStatus {
@@ -88,8 +92,8 @@ export interface AgentStatus {
   inferences: { total: number; errors: number };
   api: { port: number; requests: number; errors: number } | null;
   recentEvents: readonly DeviceEventT[];
-  /** Simulated source: vibration windows inferred and how many matched the machine's condition. */
-  source: SimulatedSourceStats | null;
+  /** The input source's counts (records accepted and refused by reason; the simulated machine's diagnoses). */
+  source: SourceStats | null;
 }
 
 export interface Agent {
@@ -130,8 +134,10 @@ class CairnAgent implements Agent {
   private readonly telemetry: TelemetryReporter;
   private readonly commands: CommandHandler;
   private readonly reconciler: Reconciler;
-  private readonly source: SimulatedSource | null;
+  private readonly source: InputSource | null;
   private readonly api: LocalApi | null;
+  /** Only with the local API (which serves them): a simulated fleet keeps none. */
+  private readonly metrics: AgentMetrics | null;
 
   constructor(
     private readonly config: AgentConfig,
@@ -176,7 +182,19 @@ class CairnAgent implements Agent {
       this.logger.warn({ alert: { machine: alert.machine, faultClass: alert.faultClass, confidence: alert.confidence } }, 'maintenance alert');
       this.events.publish({ type: 'maintenance_alert', message: `${alert.machine}: ${alert.faultClass} (confidence ${alert.confidence.toFixed(2)}, ${alert.rule})`, alert });
     });
-    this.pipeline = new Pipeline(this.active, this.stats, this.rules);
+    this.metrics =
+      config.api === false
+        ? null
+        : new AgentMetrics({
+            active: () => (this.active.current ? activeBundleOf(this.active.current.bundle) : null),
+            onTrial: () => this.active.onTrial,
+            swaps: () => this.active.swapCount,
+            alerts: () => this.rules.alerts,
+            outbox: () => this.outbox.stats,
+            connected: () => this.connection.connected,
+            records: () => (this.source?.intake ? { source: this.source.stats.kind, stats: this.source.intake.stats } : null),
+          });
+    this.pipeline = new Pipeline(this.active, this.metrics ? [this.stats, this.metrics] : [this.stats], this.rules);
     this.reported = new ReportedPublisher({ connection: this.connection, state: this.state, served: () => this.active.current?.bundle ?? null, labels: config.labels, agentVersion: AGENT_VERSION, clock: this.clock, logger: log('reported') });
     this.telemetry = new TelemetryReporter({ intervalMs: config.telemetryIntervalMs, stats: this.stats, outbox: this.outbox, state: this.state, served: () => this.active.current?.bundle ?? null, clock: this.clock, logger: log('telemetry') });
     this.reconciler = new Reconciler({
@@ -196,24 +214,11 @@ class CairnAgent implements Agent {
       healthDefaults: healthDefaults(config.health),
     });
     this.commands = new CommandHandler(this.connection, this.drops, log('commands'));
-    this.source =
-      config.source.kind === 'simulated'
-        ? new SimulatedSource({
-            intervalMs: config.source.intervalMs,
-            seed: config.source.seed ?? seedFromString(config.deviceId),
-            machine: {
-              ...(config.source.machine ? { machine: config.source.machine } : {}),
-              ...(config.source.fault ? { fault: config.source.fault } : {}),
-              ...(config.source.severity !== undefined ? { severity: config.source.severity } : {}),
-              ...(config.source.scenario ? { scenario: config.source.scenario } : {}),
-            },
-            clock: this.clock,
-            active: this.active,
-            pipeline: this.pipeline,
-            logger: log('source'),
-          })
-        : null;
-    this.api = config.api === false ? null : new LocalApi({ host: config.api.host, port: config.api.port, active: this.active, pipeline: this.pipeline, logger: log('api') });
+    this.source = createInputSource(config.source, { deviceId: config.deviceId, active: this.active, pipeline: this.pipeline, clock: this.clock, logger: log('source'), ...(deps.stdin ? { stdin: deps.stdin } : {}) });
+    this.api =
+      config.api === false || !this.metrics
+        ? null
+        : new LocalApi({ host: config.api.host, port: config.api.port, active: this.active, pipeline: this.pipeline, metrics: this.metrics, connected: () => this.connection.connected, logger: log('api') });
   }
 
   async start(): Promise<void> {
@@ -247,7 +252,7 @@ class CairnAgent implements Agent {
   async stop(): Promise<void> {
     if (!this.running) return;
     this.running = false;
-    this.source?.stop();
+    await this.source?.stop();
     this.telemetry.stop();
     await this.api?.stop();
     this.downloader.stop();
@@ -317,7 +322,7 @@ class CairnAgent implements Agent {
       inferences: { total: this.stats.totals.inferences, errors: this.stats.totals.errors },
       api: this.api && apiPort !== null ? { port: apiPort, ...this.api.stats } : null,
       recentEvents: this.events.recentEvents,
-      source: this.source ? { ...this.source.stats } : null,
+      source: this.source?.stats ?? null,
     };
   }
 }

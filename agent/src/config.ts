@@ -71,18 +71,46 @@ export const RulesSchema = Type.Object(
   closed,
 );
 export const NoSourceSchema = Type.Object({ kind: Type.Literal('none') }, closed);
+/** JSON-lines records on the agent's stdin (components/sources/records.ts lists the formats). */
+export const StdinSourceSchema = Type.Object(
+  {
+    kind: Type.Literal('stdin'),
+    maxRecordBytes: Type.Integer({ minimum: 64, maximum: 16 * 1024 * 1024, default: 1024 * 1024, description: 'longer lines are refused as too_long' }),
+  },
+  closed,
+);
+/** mqtt://host:port or mqtts://host:port. */
+const MQTT_URL = '^mqtts?://(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?/?$';
+/** MQTT topic filter: `+` and `#` only as whole levels, `#` last. */
+const TOPIC_FILTER = '^(?!.*#.)(?!.*[^/]#)(?!.*\\+[^/])(?!.*[^/]\\+)(?!\\$)[^\\u0000]{1,1024}$';
+/** Records published to a topic of a local MQTT broker, one record per message. */
+export const MqttSourceSchema = Type.Object(
+  {
+    kind: Type.Literal('mqtt'),
+    url: Type.String({ pattern: MQTT_URL, description: 'mqtt://host:port or mqtts://host:port (the local broker)' }),
+    topic: Type.String({ pattern: TOPIC_FILTER, description: 'an MQTT topic filter: + and # only as whole levels, # last, no $ topics' }),
+    qos: Type.Union([Type.Literal(0), Type.Literal(1)], { default: 0 }),
+    username: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+    /** Never logged. */
+    password: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })),
+    maxQueue: Type.Integer({ minimum: 1, maximum: 100_000, default: 1024, description: 'records waiting before new ones are refused as overloaded' }),
+    maxRecordBytes: Type.Integer({ minimum: 64, maximum: 16 * 1024 * 1024, default: 1024 * 1024 }),
+  },
+  closed,
+);
+const SOURCE_SCHEMAS = { simulated: SimulatedSourceSchema, stdin: StdinSourceSchema, mqtt: MqttSourceSchema, none: NoSourceSchema } as const;
 
 export const AgentConfigSchema = Type.Object(
   {
     deviceId: DeviceId,
     stateDir: Type.String({ minLength: 1 }),
-    mqttUrl: Type.String({ pattern: '^mqtts?://(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?/?$', description: 'mqtt://host:port' }),
+    mqttUrl: Type.String({ pattern: MQTT_URL, description: 'mqtt://host:port or mqtts://host:port' }),
     /** Ed25519 public key of the offline root (base64, 32 bytes): the pinned trust anchor. */
     rootPublicKey: PublicKeyB64,
     labels: Labels,
     api: Type.Union([ApiConfigSchema, Type.Literal(false)]),
     telemetryIntervalMs: Type.Integer({ minimum: 100, maximum: 86_400_000, default: 10_000 }),
-    source: Type.Union([SimulatedSourceSchema, NoSourceSchema]),
+    source: Type.Union([SimulatedSourceSchema, StdinSourceSchema, MqttSourceSchema, NoSourceSchema]),
     logLevel: Type.Enum(LOG_LEVELS, { default: 'info' }),
     health: HealthDefaultsSchema,
     rules: RulesSchema,
@@ -151,7 +179,8 @@ function applyDefaults(value: unknown): unknown {
   v.health ??= {};
   v.rules ??= {};
   if (isPlainObject(v.api)) Value.Default(ApiConfigSchema, v.api);
-  if (isPlainObject(v.source) && v.source.kind === 'simulated') Value.Default(SimulatedSourceSchema, v.source);
+  const sourceSchema = isPlainObject(v.source) ? sourceSchemaOf(v.source.kind) : undefined;
+  if (sourceSchema && isPlainObject(v.source)) Value.Default(sourceSchema, v.source);
   // Top-level defaults by hand: Value.Default trips over the closed `labels` record.
   for (const [key, schema] of Object.entries(AgentConfigSchema.properties as Record<string, { default?: unknown }>)) {
     if (v[key] === undefined && schema.default !== undefined) v[key] = structuredClone(schema.default);
@@ -179,13 +208,12 @@ function describeConfigErrors(value: unknown): string[] {
     let target: TSchema = schema;
     if (key === 'api' && field !== false) target = ApiConfigSchema;
     if (key === 'source') {
-      const kind = isPlainObject(field) ? field.kind : undefined;
-      if (kind === 'simulated') target = SimulatedSourceSchema;
-      else if (kind === 'none') target = NoSourceSchema;
-      else {
-        problems.push(`source.kind: must be 'simulated' or 'none'`);
+      const schema = sourceSchemaOf(isPlainObject(field) ? field.kind : undefined);
+      if (!schema) {
+        problems.push(`source.kind: must be one of ${Object.keys(SOURCE_SCHEMAS).join(', ')}`);
         continue;
       }
+      target = schema;
     }
     for (const error of Value.Errors(target, field)) {
       if (error.keyword === 'boolean' || error.keyword === 'anyOf') {
@@ -196,12 +224,27 @@ function describeConfigErrors(value: unknown): string[] {
       if (error.keyword === 'additionalProperties') {
         const extra = (error.params as { additionalProperties?: string[] }).additionalProperties ?? [];
         for (const name of extra) problems.push(key === 'labels' ? `${path}: '${name}' is not a valid label key` : `${path}.${name}: unknown setting`);
+      } else if (error.keyword === 'pattern' && descriptionAt(target, error.schemaPath)) {
+        problems.push(`${path}: must be ${descriptionAt(target, error.schemaPath)}`);
       } else {
         problems.push(`${path}: ${error.message}`);
       }
     }
   }
   return [...new Set(problems)];
+}
+
+/** The `description` of the schema at a JSON pointer like `#/properties/topic` (pattern errors say what was meant). */
+function descriptionAt(schema: TSchema, pointer: string): string | undefined {
+  let node: unknown = schema;
+  for (const part of pointer.replace(/^#\/?/, '').split('/').filter(Boolean)) {
+    node = isPlainObject(node) ? node[part.replace(/~1/g, '/').replace(/~0/g, '~')] : undefined;
+  }
+  return isPlainObject(node) && typeof node.description === 'string' ? node.description : undefined;
+}
+
+function sourceSchemaOf(kind: unknown): TSchema | undefined {
+  return typeof kind === 'string' && Object.hasOwn(SOURCE_SCHEMAS, kind) ? SOURCE_SCHEMAS[kind as keyof typeof SOURCE_SCHEMAS] : undefined;
 }
 
 function describeUnion(key: string): string {

@@ -137,9 +137,9 @@ test('with the reference vibration model, simulated machines are diagnosed: an i
   const healthy = await startAgent(t, hub, 'fan-9', { site: 'p' }, undefined, { machine: 'fan-1200' });
   await waitFor('both online', () => hub.ctx.devices.list().filter((d) => d.online).length === 2);
   await hub.api('POST', '/api/v1/deployments', { model: 'pdm-vibration@1.0.0', selector: 'site=p' });
-  await waitFor('40 windows each', () => faulty.status.source!.windows >= 40 && healthy.status.source!.windows >= 40, { timeoutMs: 60_000 });
+  await waitFor('40 windows each', () => faulty.status.source!.machine!.windows >= 40 && healthy.status.source!.machine!.windows >= 40, { timeoutMs: 60_000 });
   for (const [agent, truth] of [[faulty, 'imbalance'], [healthy, 'healthy']] as const) {
-    const stats = agent.status.source!;
+    const stats = agent.status.source!.machine!;
     assert.equal(stats.lastTruth, truth);
     assert.ok(stats.matches / stats.windows >= 0.9, `${agent.deviceId}: ${stats.matches}/${stats.windows} windows diagnosed as ${truth} (last: ${stats.lastPredicted})`);
   }

@@ -20,8 +20,8 @@ const CAIRN_AGENT = join(ROOT, 'agent/dist/cli/main.js');
 const IMAGES = join(ROOT, 'firmware-images');
 const run = promisify(execFile);
 
-function spawnLogged(t: TestContext, args: string[], env: NodeJS.ProcessEnv = {}): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
-  const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+function spawnLogged(t: TestContext, args: string[], env: NodeJS.ProcessEnv = {}, stdin: 'ignore' | 'pipe' = 'ignore'): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
+  const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: [stdin, 'pipe', 'pipe'] });
   let output = '';
   child.stdout!.on('data', (d) => (output += d));
   child.stderr!.on('data', (d) => (output += d));
@@ -124,6 +124,52 @@ test('cairn hub + cairn-agent run as processes: push, deploy, serve, graceful st
   assert.equal((failing as { code: number }).code, 1);
   assert.match((failing as { stderr: string }).stderr, /^cairn: model vib@9\.9\.9 not found \(CAIRN_MODEL_NOT_FOUND\)\n$/);
 
+  hub.child.kill('SIGTERM');
+  assert.equal(await hub.exited, 0, hub.output());
+});
+
+test('cairn-agent run with a stdin source: JSON lines piped in are inferred and counted; the end of input leaves the agent serving', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'cairn-system-stdin-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dataDir = join(dir, 'hub-data');
+  const hub = spawnLogged(t, [CAIRN, 'hub', '--data', dataDir, '--http', '0', '--mqtt', '0', '--log-level', 'warn']);
+  const hubUrl = (await waitFor('hub banner', () => /API (http:\/\/\S+)/.exec(hub.output()), { timeoutMs: 60_000 }))[1]!;
+  const cli = async (...args: string[]) => JSON.parse((await run(process.execPath, [CAIRN, ...args, '--hub', hubUrl, '--data', dataDir, '--json'])).stdout);
+  await cli('model', 'push', join(IMAGES, 'pdm-vibration-1.0.0-int8'));
+
+  const trust = (await (await fetch(`${hubUrl}/api/v1/trust`)).json()) as { rootPublicKey: string; mqttUrl: string };
+  const apiPort = await freePort();
+  const env = {
+    CAIRN_AGENT_DEVICE_ID: 'gateway-3',
+    CAIRN_AGENT_STATE_DIR: join(dir, 'agent-state'),
+    CAIRN_AGENT_MQTT_URL: trust.mqttUrl,
+    CAIRN_AGENT_ROOT_PUBLIC_KEY: trust.rootPublicKey,
+    CAIRN_AGENT_LABELS: '{"site":"plant-9"}',
+    CAIRN_AGENT_API_PORT: String(apiPort),
+    CAIRN_AGENT_SOURCE: '{"kind":"stdin"}',
+    CAIRN_AGENT_HEALTH: '{"trial":{"durationMs":200,"minInferences":1,"maxDurationMs":300}}',
+    CAIRN_AGENT_LOG_LEVEL: 'warn',
+  };
+  const agent = spawnLogged(t, [CAIRN_AGENT, 'run'], env, 'pipe');
+  await waitFor('gateway-3 online', async () => (await cli('device', 'show', 'gateway-3').catch(() => null))?.online === true, { timeoutMs: 60_000 });
+  await cli('deploy', '--model', 'pdm-vibration@1.0.0', '--device', 'gateway-3');
+  await waitFor('ready', async () => (await fetch(`http://127.0.0.1:${apiPort}/readyz`)).status === 200, { timeoutMs: 60_000 });
+
+  const features = Array.from({ length: 19 }, (_, i) => i / 19);
+  const lines = [...Array.from({ length: 25 }, () => JSON.stringify({ features })), 'not json', JSON.stringify({ features: [1, 2] })];
+  agent.child.stdin!.end(`${lines.join('\n')}\n`);
+  const metric = async (series: string): Promise<number | undefined> => {
+    const text = await (await fetch(`http://127.0.0.1:${apiPort}/metrics`)).text();
+    const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+    return line === undefined ? undefined : Number(line.slice(series.length + 1));
+  };
+  await waitFor('25 records accepted', async () => (await metric('cairn_agent_source_records{source="stdin",outcome="accepted"}')) === 25);
+  assert.equal(await metric('cairn_agent_source_records{source="stdin",outcome="bad_json"}'), 1);
+  assert.equal(await metric('cairn_agent_source_records{source="stdin",outcome="bad_shape"}'), 1);
+  assert.equal((await fetch(`http://127.0.0.1:${apiPort}/readyz`)).status, 200, 'the end of stdin does not stop the agent');
+
+  agent.child.kill('SIGTERM');
+  assert.equal(await agent.exited, 0, agent.output());
   hub.child.kill('SIGTERM');
   assert.equal(await hub.exited, 0, hub.output());
 });

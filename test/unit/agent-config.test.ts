@@ -138,3 +138,23 @@ test('the example config documents every field and is valid as shipped', () => {
   assert.equal(config.deviceId, 'press-07');
   assert.deepEqual(Object.keys(config).sort(), ['api', 'deviceId', 'health', 'labels', 'logLevel', 'mqttUrl', 'rootPublicKey', 'rules', 'source', 'stateDir', 'telemetryIntervalMs']);
 });
+
+test('stdin and mqtt sources get their defaults; a bad topic filter, qos or unknown key is named', () => {
+  const base = { deviceId: 'd1', stateDir: '/s', mqttUrl: 'mqtt://h:1', rootPublicKey: KEY };
+  assert.deepEqual(parseConfig({ ...base, source: { kind: 'stdin' } }).source, { kind: 'stdin', maxRecordBytes: 1024 * 1024 });
+  assert.deepEqual(parseConfig({ ...base, source: { kind: 'mqtt', url: 'mqtt://127.0.0.1:1884', topic: 'plant/+/vibration/#' } }).source, {
+    kind: 'mqtt',
+    url: 'mqtt://127.0.0.1:1884',
+    topic: 'plant/+/vibration/#',
+    qos: 0,
+    maxQueue: 1024,
+    maxRecordBytes: 1024 * 1024,
+  });
+  for (const topic of ['plant/#/x', 'plant/a#', 'plant/a+/b', '$SYS/#', '']) {
+    const problems = problemsOf(() => parseConfig({ ...base, source: { kind: 'mqtt', url: 'mqtt://127.0.0.1:1884', topic } }));
+    assert.ok(problems.some((p) => p.startsWith('source.topic:')), `${topic}: ${problems.join('\n')}`);
+  }
+  const problems = problemsOf(() => parseConfig({ ...base, source: { kind: 'mqtt', url: 'http://x', topic: 't', qos: 2, colour: 'red' } }));
+  for (const path of ['source.url:', 'source.qos:', 'source.colour: unknown setting']) assert.ok(problems.some((p) => p.startsWith(path)), `${path} in ${problems.join('\n')}`);
+  assert.match(problemsOf(() => parseConfig({ ...base, source: { kind: 'camera' } })).join('\n'), /source\.kind: must be one of simulated, stdin, mqtt, none/);
+});

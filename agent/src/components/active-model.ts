@@ -27,6 +27,12 @@ export interface ServedBundle {
   deploymentId: string;
 }
 
+/** What serves right now: the session and what it is. */
+export interface ServedModel {
+  session: ModelSession;
+  bundle: ServedBundle;
+}
+
 interface Slot {
   session: ModelSession;
   bundle: ServedBundle;
@@ -62,7 +68,7 @@ export class ActiveModel {
 
   constructor(private readonly logger: Logger) {}
 
-  get current(): { session: ModelSession; bundle: ServedBundle } | null {
+  get current(): ServedModel | null {
     return this.slot ? { session: this.slot.session, bundle: this.slot.bundle } : null;
   }
 

@@ -2,43 +2,39 @@
  * The local inference API on loopback, on node:http so that the agent installs without a web
  * framework.
  *
- *   POST /v1/infer  {"inputs": {"<name>": {"dims": [1, 16], "data": [...]}}}
+ *   POST /v1/infer  one record (sources/records.ts): {"inputs": {...}}, {"features": [...]} or
+ *                   {"samples": [...], "sampleRateHz": 12800}
  *     200 {"outputs": {"<name>": {"dims": [...], "data": [...]}}, "model": {name, version, digest}, "latencyMs"}
- *     400 {code, message}: body not JSON, over 1 MiB, or inputs that do not fit the model
+ *     400 {code, message}: code bad_json, body_too_large, unknown_format, bad_record, bad_shape
+ *         or model_mismatch (the record's reason)
  *     503 {code: "no_model"}: nothing is loaded
- *   GET /healthz    {"status": "ok" | "no_model", "active": {name, version, digest, deploymentId} | null}
+ *   GET /healthz    200 while the process serves HTTP (liveness): {"status": "ok" | "no_model", "active"}
+ *   GET /readyz     200 {"status": "ready", ...} when a model is served and the agent is not
+ *                   stopping, else 503 {"status": "not_ready", "reasons": [...]} (readiness:
+ *                   whether to send inferences here). The hub connection is reported, not
+ *                   required: inference works offline.
+ *   GET /metrics    Prometheus text (agent-metrics.ts)
  *
  * Inferences go through the pipeline, so they count in the same statistics as every source.
+ * `stop()` is graceful: the listener closes, readiness turns 503, requests in flight finish
+ * (up to `drainMs`), then the remaining connections are closed.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
-import { Type } from 'typebox';
-import { Compile, describeErrors, type TensorSpecT } from '@cairn/shared';
-import type { Feeds } from './runtime/types.js';
 import type { ActiveModel } from './active-model.js';
+import type { Feeds } from './runtime/types.js';
 import type { Pipeline } from './pipeline.js';
+import type { AgentMetrics } from './agent-metrics.js';
 import { activeBundleOf } from './reported.js';
 import { NoModelError } from '../errors.js';
+import { parseRecord, recordFeeds, RecordError } from './sources/records.js';
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 /** Past this much an oversized body is no longer drained politely: the socket is closed. */
 const MAX_DRAIN_BYTES = 16 * MAX_BODY_BYTES;
 
-const TensorJson = Type.Object(
-  {
-    dims: Type.Array(Type.Integer({ minimum: 0, maximum: 2 ** 31 }), { maxItems: 8 }),
-    data: Type.Array(Type.Number()),
-  },
-  { additionalProperties: false },
-);
-const InferRequest = Type.Object(
-  { inputs: Type.Record(Type.String({ minLength: 1, maxLength: 128 }), TensorJson, { minProperties: 1, maxProperties: 16 }) },
-  { additionalProperties: false },
-);
-const requestValidator = Compile(InferRequest);
-
-type ApiErrorCode = 'bad_json' | 'body_too_large' | 'bad_request' | 'bad_shape' | 'no_model' | 'inference_failed' | 'not_found' | 'method_not_allowed';
+type ApiErrorCode = RecordError['reason'] | 'body_too_large' | 'not_found' | 'method_not_allowed';
 
 class ApiError extends Error {
   constructor(
@@ -55,11 +51,18 @@ export interface LocalApiOptions {
   port: number;
   active: ActiveModel;
   pipeline: Pipeline;
+  metrics: AgentMetrics;
+  /** Whether the hub connection is up (reported by /readyz, not required). */
+  connected: () => boolean;
   logger: Logger;
+  /** How long `stop()` lets requests in flight finish; default 5 s. */
+  drainMs?: number;
 }
 
 export class LocalApi {
   private server: http.Server | null = null;
+  private stopping = false;
+  private inflight = 0;
   private readonly counts = { requests: 0, errors: 0 };
 
   constructor(private readonly options: LocalApiOptions) {}
@@ -76,16 +79,24 @@ export class LocalApi {
       });
     });
     server.on('error', (err) => this.options.logger.error({ err }, 'local API server error'));
+    this.stopping = false;
     this.server = server;
     this.options.logger.info({ host: this.options.host, port: this.port }, 'local API listening');
   }
 
+  /** Stops listening, lets requests in flight finish (up to `drainMs`), then closes every connection. */
   async stop(): Promise<void> {
     const server = this.server;
-    this.server = null;
     if (!server) return;
+    this.stopping = true;
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeIdleConnections();
+    const deadline = Date.now() + (this.options.drainMs ?? 5000);
+    while (this.inflight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    if (this.inflight > 0) this.options.logger.warn({ inflight: this.inflight }, 'closing the local API with requests still running');
     server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await closed;
+    this.server = null;
   }
 
   /** The bound port (useful with port 0), or null when not listening. */
@@ -100,39 +111,56 @@ export class LocalApi {
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     this.counts.requests++;
+    this.inflight++;
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    const route = ROUTES.has(path) ? path : 'other';
+    // Keep-alive connections would hold a graceful stop open: ask clients to reconnect elsewhere.
+    if (this.stopping) res.setHeader('connection', 'close');
     try {
-      const path = (req.url ?? '/').split('?')[0];
       if (path === '/v1/infer') {
         if (req.method !== 'POST') throw new ApiError(405, 'method_not_allowed', 'use POST');
         const body = await readBody(req, res);
         send(res, 200, await this.infer(body));
       } else if (path === '/healthz') {
-        if (req.method !== 'GET' && req.method !== 'HEAD') throw new ApiError(405, 'method_not_allowed', 'use GET');
+        allowGet(req);
         const current = this.options.active.current;
         send(res, 200, { status: current ? 'ok' : 'no_model', active: current ? activeBundleOf(current.bundle) : null });
+      } else if (path === '/readyz') {
+        allowGet(req);
+        const current = this.options.active.current;
+        const reasons = [...(current ? [] : ['no_model']), ...(this.stopping ? ['stopping'] : [])];
+        const body = { active: current ? activeBundleOf(current.bundle) : null, trial: this.options.active.onTrial, hubConnected: this.options.connected() };
+        send(res, reasons.length === 0 ? 200 : 503, reasons.length === 0 ? { status: 'ready', ...body } : { status: 'not_ready', reasons, ...body });
+      } else if (path === '/metrics') {
+        allowGet(req);
+        const { contentType, body } = await this.options.metrics.render();
+        res.writeHead(200, { 'content-type': contentType, 'content-length': Buffer.byteLength(body) });
+        res.end(body);
       } else {
-        throw new ApiError(404, 'not_found', `no route ${req.method ?? ''} ${path ?? ''}`);
+        throw new ApiError(404, 'not_found', `no route ${req.method ?? ''} ${path}`);
       }
     } catch (err) {
       this.counts.errors++;
       const apiError = err instanceof ApiError ? err : new ApiError(500, 'inference_failed', (err as Error).message);
       if (apiError.status >= 500 && apiError.status !== 503) this.options.logger.warn({ err }, 'local API request failed');
       if (!res.headersSent) send(res, apiError.status, { code: apiError.code, message: apiError.message });
+    } finally {
+      this.inflight--;
+      this.options.metrics.apiRequest(route, res.statusCode);
     }
   }
 
   private async infer(body: string): Promise<unknown> {
-    let value: unknown;
+    let feeds: Feeds;
     try {
-      value = JSON.parse(body);
+      const record = parseRecord(body);
+      const current = this.options.active.current;
+      if (!current) throw new ApiError(503, 'no_model', 'no model is loaded');
+      feeds = recordFeeds(record, current);
     } catch (err) {
-      throw new ApiError(400, 'bad_json', `the body is not JSON: ${(err as Error).message}`);
+      if (err instanceof RecordError) throw new ApiError(400, err.reason, err.message);
+      throw err;
     }
-    if (!requestValidator.Check(value)) throw new ApiError(400, 'bad_request', describeErrors(requestValidator, value));
-    const current = this.options.active.current;
-    if (!current) throw new ApiError(503, 'no_model', 'no model is loaded');
-    const inputs = current.session.inputs.length > 0 ? current.session.inputs : current.bundle.manifest.inputs;
-    const feeds = toFeeds((value as { inputs: Record<string, { dims: number[]; data: number[] }> }).inputs, inputs);
     try {
       const result = await this.options.pipeline.infer(feeds);
       const outputs: Record<string, { dims: number[]; data: Array<number | null> }> = {};
@@ -148,32 +176,10 @@ export class LocalApi {
   }
 }
 
-/** Checks the request's tensors against the model's inputs: every input present, nothing else, shapes that fit. */
-function toFeeds(inputs: Record<string, { dims: number[]; data: number[] }>, specs: TensorSpecT[]): Feeds {
-  const feeds: Feeds = {};
-  const expected = new Set(specs.map((s) => s.name));
-  for (const name of Object.keys(inputs)) {
-    if (!expected.has(name)) throw new ApiError(400, 'bad_shape', `the model has no input '${name}' (inputs: ${[...expected].join(', ')})`);
-  }
-  for (const spec of specs) {
-    const tensor = inputs[spec.name];
-    if (!tensor) throw new ApiError(400, 'bad_shape', `input '${spec.name}' is missing`);
-    if (tensor.dims.length !== spec.dims.length) {
-      throw new ApiError(400, 'bad_shape', `input '${spec.name}' must have ${spec.dims.length} dimensions [${spec.dims.join(', ')}], got [${tensor.dims.join(', ')}]`);
-    }
-    spec.dims.forEach((d, i) => {
-      if (typeof d === 'number' && d > 0 && tensor.dims[i] !== d) {
-        throw new ApiError(400, 'bad_shape', `input '${spec.name}' dimension ${i} must be ${d}, got ${tensor.dims[i]}`);
-      }
-    });
-    const elements = tensor.dims.reduce((n, d) => n * d, 1);
-    if (elements !== tensor.data.length) {
-      throw new ApiError(400, 'bad_shape', `input '${spec.name}' has dims [${tensor.dims.join(', ')}] (${elements} values) but ${tensor.data.length} values`);
-    }
-    if (elements === 0) throw new ApiError(400, 'bad_shape', `input '${spec.name}' is empty`);
-    feeds[spec.name] = { dims: tensor.dims, data: Float32Array.from(tensor.data) };
-  }
-  return feeds;
+const ROUTES = new Set(['/v1/infer', '/healthz', '/readyz', '/metrics']);
+
+function allowGet(req: http.IncomingMessage): void {
+  if (req.method !== 'GET' && req.method !== 'HEAD') throw new ApiError(405, 'method_not_allowed', 'use GET');
 }
 
 /** Reads the body up to MAX_BODY_BYTES; past that answers 400 and discards the rest. */

@@ -1,12 +1,12 @@
 /**
- * The inference pipeline: run the active model, record latency and errors. The local API calls
- * `infer`; sources (the simulated machine) call `process`, which also hands each window's
- * outputs to the maintenance rules.
+ * The inference pipeline: run the active model, report latency and errors to its observers (the
+ * telemetry interval's stats, the Prometheus metrics). The local API calls `infer`; sources
+ * (simulated machine, stdin, local MQTT) call `process`, which also hands each window's outputs
+ * to the maintenance rules.
  */
 import { performance } from 'node:perf_hooks';
 import type { Feeds, Tensor } from './runtime/types.js';
 import type { ActiveModel, ServedBundle } from './active-model.js';
-import type { InferenceStats } from './inference-stats.js';
 import { NoModelError } from '../errors.js';
 import type { MaintenanceRules } from './maintenance-rules.js';
 
@@ -16,10 +16,16 @@ export interface InferenceResult {
   latencyMs: number;
 }
 
+/** Told about every inference; must not throw. */
+export interface InferenceObserver {
+  success(latencyMs: number): void;
+  failure(): void;
+}
+
 export class Pipeline {
   constructor(
     private readonly active: ActiveModel,
-    private readonly stats: InferenceStats,
+    private readonly observers: readonly InferenceObserver[],
     private readonly rules: MaintenanceRules | null = null,
   ) {}
 
@@ -36,10 +42,10 @@ export class Pipeline {
     try {
       const { outputs, bundle } = await this.active.infer(feeds);
       const latencyMs = performance.now() - started;
-      this.stats.success(latencyMs);
+      for (const observer of this.observers) observer.success(latencyMs);
       return { outputs, bundle, latencyMs };
     } catch (err) {
-      if (!(err instanceof NoModelError)) this.stats.failure();
+      if (!(err instanceof NoModelError)) for (const observer of this.observers) observer.failure();
       throw err;
     }
   }

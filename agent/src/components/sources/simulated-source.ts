@@ -11,10 +11,11 @@
  */
 import type { Logger } from 'pino';
 import type { TensorSpecT } from '@cairn/shared';
-import type { Feeds } from './runtime/types.js';
-import type { ActiveModel } from './active-model.js';
-import type { Pipeline } from './pipeline.js';
-import { mulberry32, createDeviceSignal, extractFeatures, FAULT_CLASSES, FEATURE_COUNT, FEATURE_PIPELINE, type DeviceSignal, type DriftScenarioKind, type FaultMode, type MachineTypeName } from '@cairn/shared';
+import type { Feeds } from '../runtime/types.js';
+import type { ActiveModel, ServedModel } from '../active-model.js';
+import type { Pipeline } from '../pipeline.js';
+import { mulberry32, createDeviceSignal, extractFeatures, FAULT_CLASSES, FEATURE_COUNT, type DeviceSignal, type DriftScenarioKind, type FaultMode, type MachineTypeName } from '@cairn/shared';
+import { modelInputs, takesVibrationFeatures } from './records.js';
 
 const FLOAT32_TYPES = new Set(['float32', 'float', 'tensor(float)']);
 
@@ -82,9 +83,8 @@ export class SimulatedSource {
   private async tick(): Promise<void> {
     const current = this.options.active.current;
     if (this.running || !current) return;
-    const inputs = current.session.inputs.length > 0 ? current.session.inputs : current.bundle.manifest.inputs;
-    const vibration = this.vibrationFeeds(current.bundle.manifest.features, inputs);
-    const feeds = vibration?.feeds ?? this.buildFeeds(inputs, current.bundle.digest);
+    const vibration = this.vibrationFeeds(current);
+    const feeds = vibration?.feeds ?? this.buildFeeds(modelInputs(current), current.bundle.digest);
     if (!feeds) return;
     this.running = true;
     try {
@@ -99,10 +99,9 @@ export class SimulatedSource {
   }
 
   /** Feeds of one vibration window, when the model takes this pipeline's features. */
-  private vibrationFeeds(features: Record<string, unknown> | undefined, inputs: TensorSpecT[]): { feeds: Feeds; truth: FaultMode } | null {
-    const input = inputs[0];
-    if (!this.signal || !input || inputs.length !== 1 || features?.name !== FEATURE_PIPELINE.name || features.version !== FEATURE_PIPELINE.version) return null;
-    if (input.dims[input.dims.length - 1] !== FEATURE_COUNT) return null;
+  private vibrationFeeds(model: ServedModel): { feeds: Feeds; truth: FaultMode } | null {
+    const input = modelInputs(model)[0];
+    if (!this.signal || !input || !takesVibrationFeatures(model)) return null;
     const window = this.signal.windowAt((this.options.clock ?? Date.now)());
     const data = extractFeatures(window.samples, { sampleRateHz: this.signal.sampleRateHz, temperatureC: window.temperatureC });
     return { feeds: { [input.name]: { dims: [1, FEATURE_COUNT], data } }, truth: window.truth };
