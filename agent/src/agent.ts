@@ -32,6 +32,8 @@ import { ReportedPublisher, activeBundleOf } from './components/reported.js';
 import { TelemetryReporter } from './components/telemetry.js';
 import { createInputSource, type InputSource, type SourceStats } from './components/sources/input-source.js';
 import { AgentMetrics } from './components/agent-metrics.js';
+import { enrollOnce, loadCredentials, type Credentials } from './components/device-identity.js';
+import { backoffDelay } from './components/connection.js';
 import { LocalApi } from './components/local-api.js';
 import { CommandHandler } from './components/commands.js';
 import { DEFAULT_HEALTH_POLICY, type HealthPolicy } from '@cairn/shared';
@@ -67,6 +69,12 @@ export interface AgentStatus {
   running: boolean;
   connection: { state: ConnectionState; epoch: number; connects: number; lastError: string | null };
   connected: boolean;
+  /**
+   * Whether the device holds MQTT credentials: `enrolled`; `enrolling` (asking the hub, or
+   * `pending` an operator's acceptance); `not_enrolled` (no credentials and no `enrollment` in
+   * the config: the hub refuses the connection).
+   */
+  enrollment: { state: 'enrolled' | 'enrolling' | 'pending' | 'not_enrolled'; lastError: string | null };
   /** What is served right now. */
   active: ActiveBundleT | null;
   deployment: DeploymentStatusT | null;
@@ -118,6 +126,9 @@ class CairnAgent implements Agent {
   private readonly ownsRuntime: boolean;
   private runtime: ModelRuntime | null;
   private running = false;
+  private credentials: Credentials | null = null;
+  private enrollmentState: AgentStatus['enrollment'] = { state: 'not_enrolled', lastError: null };
+  private enrolling: AbortController | null = null;
 
   private readonly drops: DropCounter;
   private readonly state: StateStore;
@@ -164,6 +175,7 @@ class CairnAgent implements Agent {
       clock: this.clock,
       ...(tuning.reconnect ? { backoff: tuning.reconnect } : {}),
       ...(tuning.keepaliveSec ? { keepaliveSec: tuning.keepaliveSec } : {}),
+      password: () => this.credentials?.password,
     });
     this.outbox = new Outbox({ stateDir: config.stateDir, connection: this.connection, telemetrySeqCeiling: () => this.state.state.telemetrySeqCeiling, clock: this.clock, logger: log('outbox'), ...(tuning.outboxMaxRecords ? { maxRecords: tuning.outboxMaxRecords } : {}) });
     this.events = new EventPublisher(this.outbox, this.clock, log('events'));
@@ -240,7 +252,18 @@ class CairnAgent implements Agent {
         this.reported.publish();
         this.downloader.onConnect();
       });
-      await this.connection.start();
+      this.credentials = await loadCredentials(this.config.stateDir, this.logger);
+      if (this.credentials) {
+        this.enrollmentState = { state: 'enrolled', lastError: null };
+        await this.connection.start();
+      } else if (this.config.enrollment) {
+        // Serve the persisted model offline meanwhile; connect once the hub has let us in.
+        this.enrolling = new AbortController();
+        void this.enrollThenConnect(this.config.enrollment, this.enrolling.signal);
+      } else {
+        this.logger.error('not enrolled: no credentials in the state directory and no `enrollment` in the config; the hub will refuse the connection (run `cairn-agent enroll`)');
+        await this.connection.start();
+      }
       this.reconciler.resume();
       this.logger.info({ agentVersion: AGENT_VERSION, mqttUrl: this.config.mqttUrl, active: this.status.active?.digest ?? null }, 'agent started');
     } catch (err) {
@@ -252,6 +275,8 @@ class CairnAgent implements Agent {
   async stop(): Promise<void> {
     if (!this.running) return;
     this.running = false;
+    this.enrolling?.abort();
+    this.enrolling = null;
     await this.source?.stop();
     this.telemetry.stop();
     await this.api?.stop();
@@ -269,6 +294,44 @@ class CairnAgent implements Agent {
     }
     await this.state.stop();
     this.logger.info('agent stopped');
+  }
+
+  /** Enrollment attempts until the device is active (pending: as the hub says; errors: backoff up to 5 min), then the connection starts. */
+  private async enrollThenConnect(enrollment: NonNullable<AgentConfig['enrollment']>, signal: AbortSignal): Promise<void> {
+    const log = this.logger.child({ component: 'enrollment' });
+    for (let attempt = 0; !signal.aborted; ) {
+      let waitMs: number;
+      try {
+        this.enrollmentState = { ...this.enrollmentState, state: this.enrollmentState.state === 'pending' ? 'pending' : 'enrolling' };
+        const outcome = await enrollOnce({
+          hubUrl: enrollment.hubUrl,
+          deviceId: this.deviceId,
+          stateDir: this.config.stateDir,
+          rootPublicKey: this.config.rootPublicKey,
+          ...(enrollment.token !== undefined ? { token: enrollment.token } : {}),
+          clock: this.clock,
+        });
+        if (signal.aborted) return;
+        if (outcome.status === 'active') {
+          this.credentials = outcome.credentials;
+          this.enrollmentState = { state: 'enrolled', lastError: null };
+          log.info({ hubUrl: enrollment.hubUrl }, 'enrolled; connecting');
+          await this.connection.start();
+          return;
+        }
+        if (this.enrollmentState.state !== 'pending') log.warn('enrollment pending: an operator must accept this device (cairn device accept)');
+        this.enrollmentState = { state: 'pending', lastError: null };
+        waitMs = outcome.retryAfterSec * 1000;
+      } catch (err) {
+        this.enrollmentState = { ...this.enrollmentState, lastError: (err as Error).message };
+        waitMs = Math.max(1000, backoffDelay(attempt++, { baseMs: 5000, capMs: 300_000 }));
+        log.warn({ code: (err as { code?: string }).code, retryInMs: waitMs }, `enrollment failed: ${(err as Error).message}`);
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, waitMs);
+        signal.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
+      });
+    }
   }
 
   private requireRuntime(): ModelRuntime {
@@ -305,6 +368,7 @@ class CairnAgent implements Agent {
       running: this.running,
       connection: this.connection.status,
       connected: this.connection.connected,
+      enrollment: { ...this.enrollmentState },
       active: current ? activeBundleOf(current.bundle) : null,
       deployment: s.deployment,
       lastDesiredSeq: s.lastDesiredSeq,

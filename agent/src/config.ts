@@ -70,6 +70,15 @@ export const RulesSchema = Type.Object(
   },
   closed,
 );
+/** How the device obtains its MQTT credentials when it has none (components/device-identity.ts). */
+export const EnrollmentSchema = Type.Object(
+  {
+    hubUrl: Type.String({ pattern: '^https?://[^\\s/]+(/.*)?$', description: 'http(s)://host:port of the hub' }),
+    /** From `cairn device enroll-token`; without one the device waits for `cairn device accept`. Prefer CAIRN_AGENT_ENROLLMENT_TOKEN. */
+    token: Type.Optional(Type.String({ minLength: 8, maxLength: 128 })),
+  },
+  closed,
+);
 export const NoSourceSchema = Type.Object({ kind: Type.Literal('none') }, closed);
 /** JSON-lines records on the agent's stdin (components/sources/records.ts lists the formats). */
 export const StdinSourceSchema = Type.Object(
@@ -114,6 +123,7 @@ export const AgentConfigSchema = Type.Object(
     logLevel: Type.Enum(LOG_LEVELS, { default: 'info' }),
     health: HealthDefaultsSchema,
     rules: RulesSchema,
+    enrollment: Type.Optional(EnrollmentSchema),
   },
   closed,
 );
@@ -202,7 +212,7 @@ function describeConfigErrors(value: unknown): string[] {
   for (const [key, schema] of Object.entries(props)) {
     const field = value[key];
     if (field === undefined) {
-      problems.push(`${key}: required (or set ${envName([key])})`);
+      if ((AgentConfigSchema.required as string[] | undefined)?.includes(key)) problems.push(`${key}: required (or set ${envName([key])})`);
       continue;
     }
     let target: TSchema = schema;

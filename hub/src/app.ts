@@ -24,6 +24,9 @@ import { RegistryRepository } from './modules/registry/registry.repository.js';
 import { BlobStore } from './modules/registry/blob-store.js';
 import { DeploymentsRepository } from './modules/deployments/deployments.repository.js';
 import { TelemetryRepository } from './modules/telemetry/telemetry.repository.js';
+import { EnrollmentRepository } from './modules/enrollment/enrollment.repository.js';
+import { EnrollmentService } from './modules/enrollment/enrollment.service.js';
+import enrollmentPlugin from './modules/enrollment/enrollment.plugin.js';
 import devicesPlugin from './modules/devices/devices.plugin.js';
 import registryPlugin from './modules/registry/registry.plugin.js';
 import deploymentsPlugin from './modules/deployments/deployments.plugin.js';
@@ -58,12 +61,29 @@ export async function buildHub(config: HubConfig, options: BuildHubOptions = {})
   const db = openDatabase(join(config.dataDir, 'cairn.db'));
   const keys = loadOrCreateKeys(config.dataDir, clock());
   const adminToken = loadOrCreateAdminToken(config.dataDir);
-  const broker = await createEmbeddedBroker(logger.child({ component: 'broker' }), {
-    denied(action, reason, clientId, topic) {
-      metrics.deniedMqtt.inc({ action, reason });
-      logger.warn({ action, reason, clientId, topic }, 'mqtt access denied');
-    },
+  const devices = new DevicesRepository(db);
+  let brokerPort: EmbeddedBroker['port'] | null = null;
+  const enrollment = new EnrollmentService({
+    repo: new EnrollmentRepository(db),
+    devices,
+    broker: () => brokerPort!,
+    clock,
+    logger: logger.child({ component: 'enrollment' }),
+    mqttUrl: () => mqttPublicUrl(config),
+    rootPublicKey: Buffer.from(keys.rootPublicKey).toString('base64'),
   });
+  const broker = await createEmbeddedBroker({
+    logger: logger.child({ component: 'broker' }),
+    observer: {
+      denied(action, reason, clientId, topic) {
+        metrics.deniedMqtt.inc({ action, reason });
+        logger.warn({ action, reason, clientId, topic }, 'mqtt access denied');
+      },
+    },
+    authenticator: (deviceId, password) => enrollment.authenticate(deviceId, password),
+    rate: config.mqtt.rateLimit,
+  });
+  brokerPort = broker.port;
   const ctx: HubContext = {
     config,
     logger,
@@ -73,7 +93,8 @@ export async function buildHub(config: HubConfig, options: BuildHubOptions = {})
     keys,
     metrics,
     clock,
-    devices: new DevicesRepository(db),
+    devices,
+    enrollment,
     registry: new RegistryRepository(db),
     blobs: new BlobStore(config.dataDir),
     deployments: new DeploymentsRepository(db),
@@ -126,7 +147,7 @@ export async function buildHub(config: HubConfig, options: BuildHubOptions = {})
   app.get('/api/v1/trust', { config: { public: true } }, async () => ({
     rootPublicKey: Buffer.from(keys.rootPublicKey).toString('base64'),
     rootKeyId: keys.rootKeyId,
-    mqttUrl: config.mqtt.publicUrl ?? `mqtt://${config.mqtt.host}:${config.mqtt.port}`,
+    mqttUrl: mqttPublicUrl(config),
   }));
   app.get('/api/v1/keys', async () => ({ keyringVersion: keys.signedKeyring.keyring.version, keyringExpiresAt: new Date(keys.signedKeyring.keyring.expiresAt).toISOString(), keys: keys.describe() }));
   app.get('/healthz', async () => ({ status: 'ok' }));
@@ -138,6 +159,7 @@ export async function buildHub(config: HubConfig, options: BuildHubOptions = {})
 
   const modules = { ctx };
   await app.register(devicesPlugin, modules);
+  await app.register(enrollmentPlugin, modules);
   await app.register(registryPlugin, modules);
   await app.register(deploymentsPlugin, modules);
   await app.register(blobsPlugin, modules);
@@ -150,6 +172,11 @@ export async function buildHub(config: HubConfig, options: BuildHubOptions = {})
   });
 
   return { app, ctx, broker, adminToken };
+}
+
+/** The broker URL devices are told to use. */
+function mqttPublicUrl(config: HubConfig): string {
+  return config.mqtt.publicUrl ?? `mqtt://${config.mqtt.host}:${config.mqtt.port}`;
 }
 
 function httpStatusText(status: number): string {

@@ -3,6 +3,7 @@ export * from './protocol/limits.js';
 export * from './protocol/schemas.js';
 export * from './protocol/payloads.js';
 export * from './protocol/blob-frame.js';
+export * from './protocol/enrollment.js';
 export * from './crypto/canonical-json.js';
 export * from './crypto/ed25519.js';
 export * from './bundle/signing.js';

@@ -21,7 +21,7 @@ test('fleet page: token sign-in, live device list, selector-style filter, deploy
   await hub.api('POST', '/api/v1/models?name=pdm&version=1.0.0', buildDemoModel({ seed: 5 }).bytes);
   const stateRoot = mkdtempSync(join(tmpdir(), 'cairn-e2e-fleet-'));
   t.after(() => rmSync(stateRoot, { recursive: true, force: true }));
-  const fleet = await simulateFleet({ hubUrl: hub.httpUrl, devices: DEVICES, stateRoot, seed: 3, telemetryIntervalMs: 500, logger: pino({ level: 'silent' }) });
+  const fleet = await simulateFleet({ hubUrl: hub.httpUrl, devices: DEVICES, stateRoot, seed: 3, telemetryIntervalMs: 500, logger: pino({ level: 'silent' }), enrollmentToken: hub.enrollment.token });
   t.after(() => fleet.stop());
   await waitFor('fleet online', () => hub.ctx.devices.list().filter((d) => d.online).length === DEVICES);
 

@@ -53,6 +53,7 @@ async function startWithSource(t: TestContext, deviceId: string, source: SourceC
       telemetryIntervalMs: 500,
       source,
       health: { trial: { durationMs: 200, minInferences: 1, maxDurationMs: 300 } },
+      enrollment: hub.enrollment,
     }),
     { logger: pino({ level: process.env.CAIRN_TEST_LOG ?? 'silent' }), ...(stdin ? { stdin } : {}) },
   );

@@ -11,7 +11,7 @@ import { startTestHub, type TestHub } from '../helpers/hub.js';
 import { waitFor } from '../helpers/wait.js';
 
 async function device(t: TestContext, hub: TestHub, id: string): Promise<MqttClient> {
-  const client = mqtt.connect(hub.mqttUrl, { clientId: id, protocolVersion: 4, reconnectPeriod: 0 });
+  const client = mqtt.connect(hub.mqttUrl, { clientId: id, protocolVersion: 4, reconnectPeriod: 0, ...(await hub.enroll(id)) });
   t.after(() => client.end(true));
   await new Promise((r) => client.once('connect', r));
   await client.publishAsync(deviceTopic(id, 'presence'), JSON.stringify({ online: true, agentVersion: '0.1.0', epoch: 1, ts: Date.now() }), { qos: 1 });

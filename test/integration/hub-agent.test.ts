@@ -35,6 +35,7 @@ async function startAgent(t: TestContext, hub: TestHub, deviceId: string, labels
       telemetryIntervalMs: 200,
       source: { kind: 'simulated', intervalMs: 20, ...machine },
       health: { trial: { durationMs: 300, minInferences: 5 } },
+      enrollment: hub.enrollment,
     }),
     { logger: pino({ level: 'silent' }) },
   );

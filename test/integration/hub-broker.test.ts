@@ -9,8 +9,9 @@ import { deviceTopic, decodeBlobFrame } from '@cairn/shared';
 import { startTestHub, type TestHub } from '../helpers/hub.js';
 import { waitFor } from '../helpers/wait.js';
 
+/** An enrolled device's connection (its credentials unless `extra` brings others). */
 async function connect(t: TestContext, hub: TestHub, clientId: string, extra: IClientOptions = {}): Promise<MqttClient> {
-  const client = mqtt.connect(hub.mqttUrl, { clientId, protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5000, ...extra });
+  const client = mqtt.connect(hub.mqttUrl, { clientId, protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5000, ...(await hub.enroll(clientId)), ...extra });
   t.after(() => client.end(true));
   await new Promise<void>((resolve, reject) => {
     client.once('connect', () => resolve());
@@ -112,7 +113,7 @@ test('presence: a stale Last Will (older epoch) cannot mark a live device offlin
   const fresh = await connect(t, hub, 'dev-p', { will: { topic: deviceTopic('dev-p', 'presence'), payload: Buffer.from(JSON.stringify({ online: false, epoch: 2 })), qos: 1, retain: true } });
   await publish(fresh, deviceTopic('dev-p', 'presence'), birth(2), true);
   await waitFor('epoch 2 recorded', () => hub.ctx.devices.get('dev-p')?.epoch === 2);
-  const staleOffline = mqtt.connect(hub.mqttUrl, { clientId: 'dev-p', protocolVersion: 4, reconnectPeriod: 0 });
+  const staleOffline = mqtt.connect(hub.mqttUrl, { clientId: 'dev-p', protocolVersion: 4, reconnectPeriod: 0, ...(await hub.enroll('dev-p')) });
   t.after(() => staleOffline.end(true));
   // A delayed offline of epoch 1 arrives after the device moved on to a newer epoch.
   await new Promise((r) => staleOffline.once('connect', r));
@@ -177,7 +178,7 @@ test('a device message is acknowledged only once stored: a failed store is refus
   await hub.ctx.broker.subscribe('cairn/v1/dev/+/telemetry', () => {
     if (failuresLeft-- > 0) throw new Error('disk full');
   });
-  const client = mqtt.connect(hub.mqttUrl, { clientId: 'dev-r', protocolVersion: 4, reconnectPeriod: 100, clean: false });
+  const client = mqtt.connect(hub.mqttUrl, { clientId: 'dev-r', protocolVersion: 4, reconnectPeriod: 100, clean: false, ...(await hub.enroll('dev-r')) });
   t.after(() => client.end(true));
   await new Promise((r) => client.once('connect', r));
   let closes = 0;

@@ -3,7 +3,8 @@
  * `cairn-agent`: the device's command line.
  *
  *   cairn-agent run [--config agent.yaml]
- *   cairn-agent simulate --hub URL --devices N [--state DIR] [--seed S]
+ *   cairn-agent enroll [--config agent.yaml] [--hub URL] [--token T] [--wait]
+ *   cairn-agent simulate --hub URL --devices N --token T [--state DIR] [--seed S]
  *
  * SIGINT/SIGTERM stop gracefully (offline presence, then disconnect). Errors print one line and
  * exit non-zero.
@@ -16,6 +17,7 @@ import { AGENT_VERSION } from '../version.js';
 import { loadConfig } from '../config.js';
 import { createAgent } from '../agent.js';
 import { simulateFleet } from '../sim/fleet.js';
+import { enrollOnce } from '../components/device-identity.js';
 
 const DEFAULT_CONFIG = 'agent.yaml';
 
@@ -72,16 +74,45 @@ program
   });
 
 program
+  .command('enroll')
+  .description("obtain this device's MQTT credentials from the hub (stored in the state directory)")
+  .option('-c, --config <file>', `configuration file (default: ./${DEFAULT_CONFIG} if present)`)
+  .option('--hub <url>', 'hub base URL (default: enrollment.hubUrl of the config)')
+  .option('--token <token>', 'enrollment token from `cairn device enroll-token` (default: enrollment.token, or CAIRN_AGENT_ENROLLMENT_TOKEN); without one the device waits for `cairn device accept`')
+  .option('--wait', 'without a token: keep asking until an operator accepts the device')
+  .action(async (opts: { config?: string; hub?: string; token?: string; wait?: boolean }) => {
+    const path = opts.config ?? (existsSync(DEFAULT_CONFIG) ? DEFAULT_CONFIG : undefined);
+    const config = loadConfig(path !== undefined ? { path: resolve(path) } : {});
+    const hubUrl = opts.hub ?? config.enrollment?.hubUrl;
+    if (!hubUrl) throw new InvalidArgumentError('give --hub URL or set enrollment.hubUrl in the config');
+    const token = opts.token ?? config.enrollment?.token;
+    for (;;) {
+      const outcome = await enrollOnce({ hubUrl, deviceId: config.deviceId, stateDir: config.stateDir, rootPublicKey: config.rootPublicKey, ...(token !== undefined ? { token } : {}) });
+      if (outcome.status === 'active') {
+        process.stdout.write(`enrolled ${config.deviceId}: credentials stored in ${config.stateDir}; broker ${outcome.credentials.mqttUrl}\n`);
+        return;
+      }
+      if (!opts.wait) {
+        process.stdout.write(`${config.deviceId} is pending: an operator must run \`cairn device accept ${config.deviceId}\`; then run this again (or use --wait)\n`);
+        return;
+      }
+      await new Promise((r) => setTimeout(r, outcome.retryAfterSec * 1000));
+    }
+  });
+
+program
   .command('simulate')
   .description('run a simulated fleet of agents against a hub')
   .requiredOption('--hub <url>', 'hub base URL, e.g. http://127.0.0.1:8080')
   .requiredOption('--devices <n>', 'number of simulated devices', positiveInt)
   .option('--state <dir>', 'parent directory of the devices\' state', '.cairn/sim')
   .option('--seed <s>', 'seed of labels and simulated inputs', nonNegativeInt, 1)
+  .option('--token <token>', 'enrollment token for the simulated devices (default: CAIRN_AGENT_ENROLLMENT_TOKEN); devices already enrolled in --state need none')
   .option('--mqtt <url>', 'broker URL (default: the one the hub advertises)')
   .option('--telemetry-interval <ms>', 'telemetry interval per device', positiveInt)
   .option('--log-level <level>', 'log level', 'info')
-  .action(async (opts: { hub: string; devices: number; state: string; seed: number; mqtt?: string; telemetryInterval?: number; logLevel: string }) => {
+  .action(async (opts: { hub: string; devices: number; state: string; seed: number; token?: string; mqtt?: string; telemetryInterval?: number; logLevel: string }) => {
+    const token = opts.token ?? process.env['CAIRN_AGENT_ENROLLMENT_TOKEN'];
     const logger = pino({ level: opts.logLevel });
     const fleet = await simulateFleet({
       hubUrl: opts.hub,
@@ -89,6 +120,7 @@ program
       stateRoot: resolve(opts.state),
       seed: opts.seed,
       logger,
+      ...(token ? { enrollmentToken: token } : {}),
       ...(opts.mqtt ? { mqttUrl: opts.mqtt } : {}),
       ...(opts.telemetryInterval ? { telemetryIntervalMs: opts.telemetryInterval } : {}),
     });

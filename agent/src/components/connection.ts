@@ -1,7 +1,7 @@
 /**
  * The agent's one MQTT connection (DESIGN §2), with mqtt.js speaking MQTT 3.1.1.
  *
- * - clientId = username = deviceId, clean session: after every connect the agent subscribes to
+ * - clientId = username = deviceId, the password from enrollment (device-identity.ts), clean session: after every connect the agent subscribes to
  *   its own `desired`, `blob/res` and `cmd` topics again, then publishes its birth.
  * - Availability comes from the Last Will: retained QoS 1 `{online:false, epoch}`. Each
  *   connection attempt takes a new epoch (persisted before the CONNECT that carries it), and the
@@ -61,6 +61,8 @@ export interface ConnectionOptions {
   drops: DropCounter;
   backoff?: BackoffOptions;
   keepaliveSec?: number;
+  /** The MQTT password issued at enrollment, read when the connection starts; none: connect without (the hub refuses). */
+  password?: () => string | undefined;
 }
 
 export type ConnectionEvents = {
@@ -102,6 +104,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       protocolVersion: 4,
       clientId: deviceId,
       username: deviceId,
+      ...(this.options.password?.() !== undefined ? { password: this.options.password() } : {}),
       clean: true,
       keepalive: this.options.keepaliveSec ?? 30,
       connectTimeout: 15_000,

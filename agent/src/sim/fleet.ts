@@ -39,6 +39,12 @@ export interface FleetOptions {
   tuning?: AgentTuning;
   /** Health-policy defaults of every simulated agent (the `health` setting of agent.yaml). */
   health?: AgentConfig['health'];
+  /**
+   * Enrollment token (`cairn device enroll-token`) for devices without credentials in their
+   * state directory. Without one, devices connect without credentials (a Cairn hub refuses
+   * them; a bare test broker does not).
+   */
+  enrollmentToken?: string;
 }
 
 export interface Fleet {
@@ -126,6 +132,7 @@ export async function simulateFleet(options: FleetOptions): Promise<Fleet> {
       source: { kind: 'simulated', intervalMs: options.sourceIntervalMs ?? 1000, seed: (seed * 7919 + i) >>> 0, ...machines[i] },
       logLevel: logger.level as 'info',
       health: options.health ?? {},
+      ...(options.enrollmentToken ? { enrollment: { hubUrl: options.hubUrl, token: options.enrollmentToken } } : {}),
     });
     return createAgent(config, { runtime, logger, ...(options.tuning ? { tuning: options.tuning } : {}) });
   });
@@ -143,6 +150,7 @@ export async function simulateFleet(options: FleetOptions): Promise<Fleet> {
         await agent.start();
         started.push(agent);
       }
+      // A batch also waits for its enrollments, so that a large fleet does not stampede the hub's scrypt either.
       await waitFor(() => batch.every((a) => a.status.connected), BATCH_CONNECT_WAIT_MS);
     }
   } catch (err) {

@@ -278,6 +278,64 @@ clientOptions(device.command('label <id> <changes...>').description('set labels 
   print(o, d, () => `${d.id}: ${Object.entries(d.labels).map(([k, v]) => `${k}=${v}`).join(',')}`);
 });
 
+interface EnrollmentInfo {
+  deviceId: string;
+  status: string;
+  method: string | null;
+  requestedAt: string | null;
+  requestedFrom: string | null;
+  enrolledAt: string | null;
+}
+clientOptions(
+  device
+    .command('enroll-token')
+    .description('create an enrollment token (printed once): devices enroll with it at once (cairn-agent enroll --token)')
+    .option('--label <k=v...>', 'labels given to the devices it enrolls', collectLabels, {})
+    .option('--uses <n>', 'how many devices may use it (default: unlimited until it expires)', positiveInt)
+    .option('--expires-in <hours>', 'lifetime in hours', positiveInt, 24),
+).action(async (o: Common & { label: Record<string, string>; uses?: number; expiresIn: number }) => {
+  const created = await client(o).request<{ id: string; token: string; expiresAt: string; maxUses: number | null }>('POST', '/api/v1/enrollment-tokens', {
+    labels: o.label,
+    expiresInHours: o.expiresIn,
+    ...(o.uses ? { maxUses: o.uses } : {}),
+  });
+  print(o, created, () => `${created.token}\n(token ${created.id}; ${created.maxUses ?? 'unlimited'} use(s); expires ${created.expiresAt}; shown only now)`);
+});
+clientOptions(device.command('enroll-tokens').description('enrollment tokens (never their secrets)')).action(async (o: Common) => {
+  const { tokens } = await client(o).request<{ tokens: Array<Record<string, unknown>> }>('GET', '/api/v1/enrollment-tokens');
+  print(o, { tokens }, () => table(tokens, ['id', 'labels', 'uses', 'maxUses', 'expiresAt', 'revokedAt']));
+});
+clientOptions(device.command('revoke-token <id>').description('revoke an enrollment token')).action(async (id: string, o: Common) => {
+  await client(o).request('DELETE', `/api/v1/enrollment-tokens/${encodeURIComponent(id)}`);
+  print(o, { revoked: id }, () => `token ${id} revoked`);
+});
+clientOptions(device.command('enrollments').description('device identities: pending, accepted, active, revoked').option('--status <status>', 'only this status')).action(
+  async (o: Common & { status?: string }) => {
+    const query = o.status ? `?${new URLSearchParams({ status: o.status })}` : '';
+    const { enrollments } = await client(o).request<{ enrollments: EnrollmentInfo[] }>('GET', `/api/v1/enrollments${query}`);
+    print(o, { enrollments }, () => table(enrollments.map((e) => ({ ...e })), ['deviceId', 'status', 'method', 'requestedAt', 'requestedFrom', 'enrolledAt']));
+  },
+);
+for (const [verb, description] of [
+  ['accept', 'accept a pending device: it collects its credentials with its next request'],
+  ['revoke', 'revoke a device: its session is closed and it can never connect again'],
+] as const) {
+  clientOptions(device.command(`${verb} <id>`).description(description)).action(async (id: string, o: Common) => {
+    const e = await client(o).request<EnrollmentInfo>('POST', `/api/v1/devices/${encodeURIComponent(id)}/${verb}`);
+    print(o, e, () => `${e.deviceId}: ${e.status}`);
+  });
+}
+clientOptions(device.command('forget <id>').description('forget a pending or revoked device id so that it can enroll again')).action(async (id: string, o: Common) => {
+  await client(o).request('DELETE', `/api/v1/enrollments/${encodeURIComponent(id)}`);
+  print(o, { forgotten: id }, () => `${id} forgotten`);
+});
+
+function collectLabels(value: string, previous: Record<string, string>): Record<string, string> {
+  const at = value.indexOf('=');
+  if (at < 1) throw new InvalidArgumentError(`label ${JSON.stringify(value)} is not k=v`);
+  return { ...previous, [value.slice(0, at)]: value.slice(at + 1) };
+}
+
 class UsageError extends Error {}
 
 function positiveInt(value: string): number {

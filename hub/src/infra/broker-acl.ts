@@ -2,28 +2,67 @@
  * Access control of the embedded broker — deny by default. All broker security lives in this
  * file (and is mirrored for external brokers by an ACL file in a later capability).
  *
- * - A client connects with its device id as client id (and, when given, as username).
- * - It may publish only to its own agent→hub topics (`cairn/v1/dev/{its id}/{kind}`).
+ * - A client connects with its device id as client id AND username, and the password the hub
+ *   issued at enrollment (modules/enrollment): anonymous clients, unknown, pending and revoked
+ *   devices and wrong passwords are refused at CONNECT.
+ * - It may publish only to its own agent→hub topics (`cairn/v1/dev/{its id}/{kind}`), at most
+ *   `rate.perSec` messages per second (burst `rate.burst`); a flood is refused like any other
+ *   denied publish (the connection closes; the device's QoS 1 messages are resent later).
  * - It may subscribe only to its own hub→agent topics, exactly (no wildcards, no `$share/`).
  * - `$SYS/` is never publishable; a stale Will (client null) may only be a presence message.
  * - Payloads above the protocol limit are refused.
- *
- * Credentials (per-device secrets) arrive with device enrollment; until then identity is the
- * client id, and topic isolation is what this file guarantees.
  */
 import type { Client, PublishPacket, Subscription, AuthenticateError } from 'aedes';
 import { isAgentToHubKind, isHubToAgentKind, isValidDeviceId, parseDeviceTopic, MAX_JSON_PAYLOAD_BYTES } from '@cairn/shared';
+import { RateLimiter } from './rate-limit.js';
 
-export type DenialReason = 'bad_client_id' | 'username_mismatch' | 'sys_topic' | 'foreign_topic' | 'wrong_direction' | 'unknown_topic' | 'too_large' | 'shared_subscription' | 'wildcard';
+export type DenialReason =
+  | 'bad_client_id'
+  | 'anonymous'
+  | 'username_mismatch'
+  | 'not_enrolled'
+  | 'revoked'
+  | 'bad_credentials'
+  | 'sys_topic'
+  | 'foreign_topic'
+  | 'wrong_direction'
+  | 'unknown_topic'
+  | 'too_large'
+  | 'rate_limited'
+  | 'shared_subscription'
+  | 'wildcard';
+
+/** Checks a device's password (modules/enrollment). */
+export type DeviceAuthenticator = (deviceId: string, password: Buffer | undefined) => Promise<'ok' | 'no_credentials' | 'not_enrolled' | 'revoked' | 'bad_credentials'>;
+
+export interface PublishRate {
+  perSec: number;
+  burst: number;
+}
 
 export interface AclObserver {
   denied(action: 'connect' | 'publish' | 'subscribe', reason: DenialReason, clientId: string | null, topic?: string): void;
 }
 
-export function authenticateDevice(client: Client, username: string | undefined): { ok: true } | { ok: false; returnCode: 2 | 4 | 5; reason: DenialReason } {
+type ConnectVerdict = { ok: true } | { ok: false; returnCode: 2 | 4 | 5; reason: DenialReason };
+
+/** MQTT 3.1.1 CONNACK codes: 2 identifier rejected, 4 bad user name or password, 5 not authorised. */
+export async function authenticateDevice(client: Client, username: string | undefined, password: Buffer | undefined, authenticator: DeviceAuthenticator): Promise<ConnectVerdict> {
   if (!isValidDeviceId(client.id)) return { ok: false, returnCode: 2, reason: 'bad_client_id' };
-  if (username !== undefined && username !== client.id) return { ok: false, returnCode: 4, reason: 'username_mismatch' };
-  return { ok: true };
+  if (username === undefined) return { ok: false, returnCode: 4, reason: 'anonymous' };
+  if (username !== client.id) return { ok: false, returnCode: 4, reason: 'username_mismatch' };
+  switch (await authenticator(client.id, password)) {
+    case 'ok':
+      return { ok: true };
+    case 'no_credentials':
+      return { ok: false, returnCode: 4, reason: 'anonymous' };
+    case 'bad_credentials':
+      return { ok: false, returnCode: 4, reason: 'bad_credentials' };
+    case 'not_enrolled':
+      return { ok: false, returnCode: 5, reason: 'not_enrolled' };
+    case 'revoked':
+      return { ok: false, returnCode: 5, reason: 'revoked' };
+  }
 }
 
 /** null: allowed; otherwise the reason for refusing. */
@@ -51,17 +90,26 @@ export function checkSubscribe(client: Client, topic: string): DenialReason | nu
 }
 
 /** The aedes hook set implementing the rules above. */
-export function aclHooks(observer: AclObserver) {
+export function aclHooks(observer: AclObserver, authenticator: DeviceAuthenticator, rate: PublishRate) {
+  const limiter = new RateLimiter({ ratePerSec: rate.perSec, burst: rate.burst });
   return {
-    authenticate(client: Client, username: Readonly<string | undefined>, _password: Readonly<Buffer | undefined>, done: (error: AuthenticateError | null, success: boolean | null) => void) {
-      const verdict = authenticateDevice(client, username);
-      if (verdict.ok) return done(null, true);
-      observer.denied('connect', verdict.reason, client.id ?? null);
-      const error = Object.assign(new Error(`connection refused: ${verdict.reason}`), { returnCode: verdict.returnCode }) as AuthenticateError;
-      done(error, false);
+    authenticate(client: Client, username: Readonly<string | undefined>, password: Readonly<Buffer | undefined>, done: (error: AuthenticateError | null, success: boolean | null) => void) {
+      authenticateDevice(client, username, password, authenticator).then(
+        (verdict) => {
+          if (verdict.ok) return done(null, true);
+          observer.denied('connect', verdict.reason, client.id ?? null);
+          const error = Object.assign(new Error(`connection refused: ${verdict.reason}`), { returnCode: verdict.returnCode }) as AuthenticateError;
+          done(error, false);
+        },
+        (err: Error) => {
+          // The credential store failed: refuse as "server unavailable" (3), which devices retry.
+          observer.denied('connect', 'not_enrolled', client.id ?? null);
+          done(Object.assign(new Error(`authentication failed: ${err.message}`), { returnCode: 3 }) as AuthenticateError, false);
+        },
+      );
     },
     authorizePublish(client: Client | null, packet: PublishPacket, callback: (error?: Error | null) => void) {
-      const reason = checkPublish(client, packet);
+      const reason = checkPublish(client, packet) ?? (client && !limiter.take(client.id) ? 'rate_limited' : null);
       if (reason === null) return callback(null);
       observer.denied('publish', reason, client?.id ?? null, packet.topic);
       callback(new Error(`publish to ${packet.topic} refused: ${reason}`));

@@ -4,9 +4,10 @@
  * module may touch aedes directly.
  */
 import { createServer, type Server, type AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { Aedes } from 'aedes';
 import type { Logger } from 'pino';
-import { aclHooks, type AclObserver } from './broker-acl.js';
+import { aclHooks, type AclObserver, type DeviceAuthenticator, type PublishRate } from './broker-acl.js';
 
 export interface PublishOptions {
   qos: 0 | 1;
@@ -35,11 +36,20 @@ export interface EmbeddedBroker {
   port: BrokerPort;
   /** Starts accepting MQTT over TCP; resolves with the bound address. */
   listen(port: number, host: string): Promise<AddressInfo>;
+  /** Serves one MQTT connection over any duplex stream, under the same access control (tests use in-memory streams). */
+  accept(stream: Duplex): void;
   close(): Promise<void>;
 }
 
-export async function createEmbeddedBroker(logger: Logger, observer: AclObserver): Promise<EmbeddedBroker> {
-  const hooks = aclHooks(observer);
+export interface EmbeddedBrokerOptions {
+  logger: Logger;
+  observer: AclObserver;
+  authenticator: DeviceAuthenticator;
+  rate: PublishRate;
+}
+
+export async function createEmbeddedBroker({ logger, observer, authenticator, rate }: EmbeddedBrokerOptions): Promise<EmbeddedBroker> {
+  const hooks = aclHooks(observer, authenticator, rate);
   const handlers: { filter: string; handler: MessageHandler }[] = [];
 
   /**
@@ -98,6 +108,7 @@ export async function createEmbeddedBroker(logger: Logger, observer: AclObserver
 
   return {
     port,
+    accept: (stream) => aedes.handle(stream),
     listen: (portNumber, host) =>
       new Promise((resolve, reject) => {
         server = createServer(aedes.handle);

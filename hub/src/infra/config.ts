@@ -30,6 +30,11 @@ export const HubConfigSchema = Type.Object(
         port: { ...Port, default: 1883 },
         /** The URL agents are told to connect to (GET /api/v1/trust); defaults to mqtt://host:port. */
         publicUrl: Type.Optional(Type.String({ pattern: '^mqtts?://' })),
+        /** Publishes per second one device may make (token bucket); a flood closes its connection. */
+        rateLimit: Type.Object(
+          { perSec: Type.Number({ exclusiveMinimum: 0, default: 100 }), burst: Type.Integer({ minimum: 1, default: 400 }) },
+          { additionalProperties: false, default: {} },
+        ),
       },
       { additionalProperties: false, default: {} },
     ),

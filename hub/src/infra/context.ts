@@ -15,6 +15,7 @@ import type { RegistryRepository } from '../modules/registry/registry.repository
 import type { BlobStore } from '../modules/registry/blob-store.js';
 import type { DeploymentsRepository } from '../modules/deployments/deployments.repository.js';
 import type { TelemetryRepository } from '../modules/telemetry/telemetry.repository.js';
+import type { EnrollmentService } from '../modules/enrollment/enrollment.service.js';
 
 export interface HubContext {
   config: HubConfig;
@@ -26,6 +27,7 @@ export interface HubContext {
   metrics: HubMetrics;
   clock: () => number;
   devices: DevicesRepository;
+  enrollment: EnrollmentService;
   registry: RegistryRepository;
   blobs: BlobStore;
   deployments: DeploymentsRepository;

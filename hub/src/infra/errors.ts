@@ -31,4 +31,17 @@ export const Errors = {
   badHealthPolicy: (message: string) => new HubError('CAIRN_HEALTH_POLICY_INVALID', 422, `${message} (devices would refuse the bundle with reason health_policy)`),
   manifestTooLarge: (size: number, limit: number) => new HubError('CAIRN_MANIFEST_TOO_LARGE', 422, `the manifest would be ${size} bytes; devices accept desired documents up to a budget that leaves ${limit} bytes for it (trim lineage, health probes or the drift reference)`),
   payloadTooLarge: (limit: number) => new HubError('CAIRN_PAYLOAD_TOO_LARGE', 413, `body exceeds ${limit} bytes`),
+  enrollSignature: () => new HubError('CAIRN_ENROLL_BAD_SIGNATURE', 401, 'the enrollment claim is not signed by the key it names'),
+  enrollClockSkew: (ts: number, now: number) =>
+    new HubError('CAIRN_ENROLL_CLOCK_SKEW', 400, `the claim's ts ${new Date(ts).toISOString()} is more than 10 minutes from the hub's clock (${new Date(now).toISOString()}); fix the device clock`),
+  enrollReplayed: () => new HubError('CAIRN_ENROLL_REPLAYED', 409, 'the claim is not newer than the last one accepted from this device (replayed request?)'),
+  enrollKeyMismatch: (id: string) => new HubError('CAIRN_ENROLL_KEY_MISMATCH', 409, `device id ${id} is bound to another key; an operator must forget it first (cairn device forget ${id})`),
+  enrollTokenInvalid: () => new HubError('CAIRN_ENROLL_TOKEN_INVALID', 401, 'the enrollment token is not valid (unknown, wrong, expired, revoked or used up)'),
+  alreadyEnrolled: (id: string) => new HubError('CAIRN_ALREADY_ENROLLED', 409, `device ${id} is already enrolled; enroll again with a token to rotate its credentials`),
+  deviceRevoked: (id: string) => new HubError('CAIRN_DEVICE_REVOKED', 403, `device ${id} is revoked; a replacement device needs a new id (or an operator forgets this one)`),
+  tooManyPending: (limit: number) => new HubError('CAIRN_ENROLL_PENDING_LIMIT', 429, `${limit} devices already wait for acceptance; accept or forget some first`),
+  rateLimited: (what: string) => new HubError('CAIRN_RATE_LIMITED', 429, `too many ${what}; slow down`),
+  enrollmentNotFound: (id: string) => new HubError('CAIRN_ENROLLMENT_NOT_FOUND', 404, `no enrollment request from device ${id}`),
+  enrollmentState: (id: string, status: string, wanted: string) => new HubError('CAIRN_ENROLLMENT_STATE', 409, `device ${id} is ${status}; this needs ${wanted}`),
+  tokenNotFound: (id: string) => new HubError('CAIRN_TOKEN_NOT_FOUND', 404, `no active enrollment token ${id}`),
 } as const;

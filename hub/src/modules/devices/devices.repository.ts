@@ -1,6 +1,6 @@
 /**
- * Devices and their events (tables owned by the devices module). A device row appears with its
- * first birth message; enrollment with per-device credentials arrives in a later capability.
+ * Devices and their events (tables owned by the devices module). A device row appears when the
+ * device enrolls (modules/enrollment) or, at the latest, with its first birth message.
  */
 import type { Db } from '../../infra/db.js';
 import { migrate } from '../../infra/db.js';
@@ -90,6 +90,12 @@ export class DevicesRepository {
 
   private ensure(id: string, now: number): void {
     this.db.prepare('INSERT INTO devices (id, first_seen_at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING').run(id, now);
+  }
+
+  /** An enrolled device: its row exists from now on, with `labels` (from its enrollment token) merged into the operator labels. */
+  register(id: string, labels: LabelsT, now: number): void {
+    this.ensure(id, now);
+    if (Object.keys(labels).length > 0) this.updateOperatorLabels(id, labels);
   }
 
   /**
