@@ -2,47 +2,19 @@
  * System test: the real `cairn` and `cairn-agent` executables as separate processes, talking
  * over real sockets — what an operator and a device actually run.
  */
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { buildDemoModel } from '@cairn/hub/training/demo-model.js';
 import { generateDataset } from '@cairn/shared';
 import { waitFor } from '../helpers/wait.js';
+import { CAIRN, CAIRN_AGENT, IMAGES, freePort, spawnLogged } from '../helpers/processes.js';
 
-const ROOT = resolve(import.meta.dirname, '../../..');
-const CAIRN = join(ROOT, 'hub/dist/cli/main.js');
-const CAIRN_AGENT = join(ROOT, 'agent/dist/cli/main.js');
-const IMAGES = join(ROOT, 'firmware-images');
 const run = promisify(execFile);
-
-function spawnLogged(t: TestContext, args: string[], env: NodeJS.ProcessEnv = {}): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
-  const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout!.on('data', (d) => (output += d));
-  child.stderr!.on('data', (d) => (output += d));
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  t.after(async () => {
-    if (child.exitCode === null) {
-      child.kill('SIGKILL');
-      await exited;
-    }
-  });
-  return { child, output: () => output, exited };
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolvePort) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolvePort(port));
-    });
-  });
-}
 
 test('cairn hub + cairn-agent run as processes: push, deploy, serve, graceful stop', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'cairn-system-'));
