@@ -363,6 +363,7 @@ export class Downloader {
     try {
       await job.file.sync();
       await this.options.blobs.writeChunkRecord(job.digest, job.size, BLOB_CHUNK_BYTES, chunks);
+      this.options.logger.debug({ digest: job.digest, recorded: chunks.reduce((n, c) => n + c, 0), total: job.total }, 'download progress recorded');
     } catch (err) {
       this.options.logger.warn({ err, digest: job.digest }, 'could not record the download progress; a restart fetches these chunks again');
     }
