@@ -62,6 +62,14 @@ export function logLines(output: string, msg: string): Array<Record<string, any>
     .map((line) => JSON.parse(line) as Record<string, any>);
 }
 
+/** The agent's `health.trial` settings a system test chooses. */
+export interface TrialDefaults {
+  durationMs: number;
+  minInferences: number;
+  /** Candidate latency at most this is never a regression: on a shared 2-core machine, millisecond comparisons are noise. */
+  latencyFloorMs?: number;
+}
+
 export interface System {
   dir: string;
   /** The hub's data directory. */
@@ -71,8 +79,11 @@ export interface System {
   /** Runs the `cairn` CLI with `--json` and returns its parsed output. */
   cli: (...args: string[]) => Promise<any>;
   api: <T>(path: string) => Promise<T>;
-  /** Writes an agent config for the device (state in `<dir>/agent-state`) and returns its path. */
-  agentConfig: (trial: { durationMs: number; minInferences: number }, logLevel?: string) => string;
+  /**
+   * Writes an agent config for the device (state in `<dir>/agent-state`) with these trial
+   * defaults (`health.trial`) and returns its path.
+   */
+  agentConfig: (trial: TrialDefaults, logLevel?: string) => string;
   agentStateDir: string;
 }
 
@@ -95,8 +106,9 @@ export async function startSystem(t: TestContext, deviceId: string): Promise<Sys
     if (res.status !== 200) throw new Error(`${path}: ${res.status}`);
     return (await res.json()) as T;
   };
-  const agentConfig = (trial: { durationMs: number; minInferences: number }, logLevel = 'info') => {
-    const file = join(dir, `agent-${trial.durationMs}-${logLevel}.yaml`);
+  let configs = 0;
+  const agentConfig = (trial: TrialDefaults, logLevel = 'info') => {
+    const file = join(dir, `agent-${++configs}.yaml`);
     writeFileSync(
       file,
       [
@@ -110,7 +122,7 @@ export async function startSystem(t: TestContext, deviceId: string): Promise<Sys
         // A pump with an outer-race defect: the model sees it, the rules raise alerts.
         'source: { kind: simulated, intervalMs: 100, machine: pump-1800, fault: outer_race, severity: 0.8 }',
         'rules: { cooldownMs: 5000 }',
-        `health: { trial: { durationMs: ${trial.durationMs}, minInferences: ${trial.minInferences} } }`,
+        `health: { trial: ${JSON.stringify(trial)} }`,
         `logLevel: ${logLevel}`,
       ].join('\n'),
     );

@@ -69,7 +69,8 @@ test('kill -9 during downloading, verifying and probing: the restarted agent ser
   await s.hub();
   const committed = (deploymentId: string) => async () => (await s.api<{ devices: Array<{ state: string }> }>(`/api/v1/deployments/${deploymentId}`)).devices[0]?.state === 'committed';
   await s.cli('model', 'push', join(IMAGES, 'pdm-vibration-1.0.0-int8'));
-  const config = s.agentConfig({ durationMs: 1000, minInferences: 5 }, 'debug');
+  // Crash recovery is under test here, not latency: no millisecond comparison may roll a trial back.
+  const config = s.agentConfig({ durationMs: 1000, minInferences: 5, latencyFloorMs: 1000 }, 'debug');
   // Every agent process runs under the inspector: the restarted one is the next phase's victim.
   const startAgent = () => spawnLogged(t, ['--inspect=127.0.0.1:0', CAIRN_AGENT, 'run', '--config', config]);
   let agent = startAgent();
