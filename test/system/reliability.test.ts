@@ -83,8 +83,10 @@ test('kill -9 during a trial rolls back to the committed model; kill -9 after a 
   await s.hub();
   await s.cli('model', 'push', join(IMAGES, 'pdm-vibration-1.0.0-int8'));
   await s.cli('model', 'push', join(IMAGES, 'pdm-vibration-1.1.0-int8'));
-  const quick = s.agentConfig({ durationMs: 1000, minInferences: 5 });
-  const long = s.agentConfig({ durationMs: 600_000, minInferences: 5 });
+  // The trial must still be running when it is killed: on a loaded machine a millisecond
+  // latency comparison with the standby rolled it back first (1 run in 3 before this floor).
+  const quick = s.agentConfig({ durationMs: 1000, minInferences: 5, latencyFloorMs: 1000 });
+  const long = s.agentConfig({ durationMs: 600_000, minInferences: 5, latencyFloorMs: 1000 });
   let agent = spawnLogged(t, [CAIRN_AGENT, 'run', '--config', quick]);
   await waitFor('pump-8 online', async () => (await s.cli('device', 'show', 'pump-8')).online === true, { timeoutMs: 60_000 });
   const v1 = await s.cli('deploy', '--model', 'pdm-vibration@1.0.0', '--device', 'pump-8');
