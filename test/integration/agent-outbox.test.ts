@@ -4,7 +4,7 @@
  * after connecting everything left goes out once, in the order it was stored, and is deleted
  * on acknowledgement.
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -24,14 +24,20 @@ const logger = pino({ level: 'silent' });
 const summary = (ts: number) => ({ ts, intervalMs: 1000, inferences: 1, errors: 0, latencyMs: null, rssMb: 1, cpuPct: 1, active: null });
 const event = (n: number): DeviceEventT => ({ eventId: `event-${String(n).padStart(4, '0')}`, ts: n, type: 'deployment', deploymentId: 'dep-1', phase: 'received' });
 
-test('bounded, durable and in order: telemetry is dropped before events, and nothing stored is lost by a restart', async (t) => {
+/** A temp state directory with its state store, and a connection of DEVICE to `mqttUrl` (not started). */
+async function device(t: TestContext, mqttUrl: string): Promise<{ dir: string; state: StateStore; connection: Connection }> {
   const dir = await mkdtemp(join(tmpdir(), 'cairn-outbox-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
-  const broker = await startBroker();
-  t.after(() => broker.close());
   const state = new StateStore({ stateDir: dir, logger, clock: () => 1_000 });
   await state.start();
-  const connection = new Connection({ deviceId: DEVICE, mqttUrl: broker.url, agentVersion: '0.1.0', state, logger, clock: Date.now, drops: new DropCounter(logger) });
+  const connection = new Connection({ deviceId: DEVICE, mqttUrl, agentVersion: '0.1.0', state, logger, clock: Date.now, drops: new DropCounter(logger) });
+  return { dir, state, connection };
+}
+
+test('bounded, durable and in order: telemetry is dropped before events, and nothing stored is lost by a restart', async (t) => {
+  const broker = await startBroker();
+  t.after(() => broker.close());
+  const { dir, state, connection } = await device(t, broker.url);
   const open = () => {
     const outbox = new Outbox({ stateDir: dir, connection, logger, maxRecords: 5, telemetrySeqCeiling: () => state.state.telemetrySeqCeiling, clock: () => 1_000 });
     outbox.start();
@@ -80,16 +86,31 @@ test('bounded, durable and in order: telemetry is dropped before events, and not
 });
 
 test('a damaged outbox.db is kept aside and a new one starts its seqs above every seq used', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'cairn-outbox-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
+  const { dir, connection } = await device(t, 'mqtt://127.0.0.1:1');
   await writeFile(join(dir, OUTBOX_FILE), 'this is not a database, it is a damaged flash page'.repeat(200));
-  const state = new StateStore({ stateDir: dir, logger, clock: () => 1_000 });
-  await state.start();
-  const connection = new Connection({ deviceId: DEVICE, mqttUrl: 'mqtt://127.0.0.1:1', agentVersion: '0.1.0', state, logger, clock: Date.now, drops: new DropCounter(logger) });
   // state.json's ceiling says seqs up to 4,999 may have been used; the clock is behind it (a board without RTC).
   const outbox = new Outbox({ stateDir: dir, connection, logger, telemetrySeqCeiling: () => 5_000, clock: () => 2_000 });
   outbox.start();
   t.after(() => outbox.stop());
   assert.equal(outbox.enqueueTelemetry(summary(1)).seq, 5_000);
   assert.ok((await readdir(dir)).includes(`${OUTBOX_FILE}.corrupt-2000`), 'the damaged file is kept for inspection');
+});
+
+test('a record queued while the connection stops stays in the outbox for the next start', async (t) => {
+  const broker = await startBroker();
+  t.after(() => broker.close());
+  const { dir, state, connection } = await device(t, broker.url);
+  const outbox = new Outbox({ stateDir: dir, connection, logger, telemetrySeqCeiling: () => state.state.telemetrySeqCeiling, clock: () => 1_000 });
+  outbox.start();
+  t.after(() => outbox.stop());
+  await connection.start();
+  await waitFor('connected', () => connection.connected);
+
+  const stopping = connection.stop();
+  // Were it still "connected", this record would be published on a client that is gone, rejected
+  // at once and published again, forever, without the event loop ever running again.
+  assert.equal(connection.connected, false, 'a stopping connection is not connected');
+  outbox.enqueueEvent(event(1));
+  await stopping;
+  assert.equal(outbox.stats.depth, 1, 'the record waits for the next start');
 });

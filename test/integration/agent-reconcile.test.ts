@@ -1,13 +1,14 @@
 /**
  * The agent end to end against a real aedes broker on loopback, with real mqtt.js, real
- * onnxruntime workers and real files: download → verify → serve, resumable downloads, every
+ * onnxruntime workers and real files: download → verify → serve, downloads resumed across
+ * reconnects, restarts and crashes (and restarted from zero when what is kept is unusable), every
  * rejection with its exact reason while the previous model keeps serving, malformed input,
  * restarts from persisted state, telemetry seq continuity. No timing assertions: every wait is
  * for a condition, with a generous deadline.
  */
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -18,6 +19,7 @@ import { createAgent, type Agent, type AgentTuning } from '@cairn/agent/agent.js
 import { parseConfig, type AgentConfig } from '@cairn/agent/config.js';
 import { simulateFleet, simLabels } from '@cairn/agent/sim/fleet.js';
 import { createWorkerRuntime } from '@cairn/agent/components/runtime/worker-runtime.js';
+import { BlobStore } from '@cairn/agent/adapters/blob-store.js';
 import { buildDemoModel } from '@cairn/hub/training/demo-model.js';
 import { writeMlpOnnx } from '@cairn/hub/training/onnx-writer.js';
 import { BlobServer, HubProbe, startBroker, type BlobServerOptions, type TestBroker } from '../helpers/blob-server.js';
@@ -29,6 +31,8 @@ const DEVICE = 'edge-1';
 const logger = pino({ level: process.env.CAIRN_TEST_LOG ?? 'silent' });
 /** Fast reconnects and chunk timeouts so that fault tests finish quickly; correctness does not depend on them. */
 const FAST: AgentTuning = { reconnect: { baseMs: 50, capMs: 400 }, chunkTimeoutMs: 400, chunkRetries: 20 };
+/** No chunk timeout: only a reconnect or a restart makes the agent ask for a chunk again. */
+const NO_CHUNK_TIMEOUT: AgentTuning = { ...FAST, chunkTimeoutMs: 600_000 };
 
 interface Model {
   bytes: Uint8Array;
@@ -202,8 +206,7 @@ test('a download resumes where it stopped after a broker restart', async (t) => 
   const total = Math.ceil(big.bytes.byteLength / BLOB_CHUNK_BYTES);
   assert.ok(total > 32, 'the blob must need more than one request window');
   await blobServer(w, w.broker.url, { [big.digest]: big.bytes }, { stopAfterFrames: 10 });
-  // No chunk timeout during this test: the only reason to ask again is the reconnect.
-  const agent = await startAgent(w, config(w), { ...FAST, chunkTimeoutMs: 600_000 });
+  const agent = await startAgent(w, config(w), NO_CHUNK_TIMEOUT);
   await waitFor('the first connection', () => agent.status.connected);
   await w.probe.publishDesired(DEVICE, desiredFor(w.trust, DEVICE, 1, big.bytes));
   await waitFor('10 chunks written', () => agent.status.download?.received === 10);
@@ -221,6 +224,128 @@ test('a download resumes where it stopped after a broker restart', async (t) => 
   assert.equal(server2.requests[0]!.from, 10, 'the first request after the restart starts at the first missing chunk');
   for (const r of server2.requests) assert.ok(r.from >= 10, `chunk ${r.from} was requested again although it had been written`);
   assert.equal(server2.framesSent, total - 10);
+});
+
+/** Every chunk index the server was asked for, in request order (a chunk asked twice appears twice). */
+function requestedChunks(server: BlobServer): number[] {
+  return server.requests.flatMap((r) => Array.from({ length: r.count }, (_, i) => r.from + i));
+}
+
+/** The chunk indices the partial download's record claims, or why it is unusable. */
+async function recordedChunks(stateDir: string, m: Model): Promise<number[] | string> {
+  const record = await new BlobStore(stateDir).readChunkRecord(m.digest, m.bytes.byteLength, BLOB_CHUNK_BYTES);
+  if (record.kind !== 'ok') return record.kind === 'none' ? 'no record' : record.why;
+  return [...record.chunks.keys()].filter((i) => record.chunks[i] === 1);
+}
+
+const range = (from: number, to: number): number[] => Array.from({ length: to - from }, (_, i) => from + i);
+
+test('a download resumes across an agent restart, asking only for the chunks not on disk', async (t) => {
+  const w = await world(t);
+  const big = model(13, 40 * BLOB_CHUNK_BYTES);
+  const total = Math.ceil(big.bytes.byteLength / BLOB_CHUNK_BYTES);
+  const cfg = config(w);
+  const first = await blobServer(w, w.broker.url, { [big.digest]: big.bytes }, { stopAfterFrames: 10 });
+  const agent = await startAgent(w, cfg, NO_CHUNK_TIMEOUT);
+  await waitFor('the first connection', () => agent.status.connected);
+  await w.probe.publishDesired(DEVICE, desiredFor(w.trust, DEVICE, 1, big.bytes));
+  await waitFor('10 chunks written', () => agent.status.download?.received === 10);
+  await agent.stop();
+  await first.close();
+  assert.deepEqual(await recordedChunks(cfg.stateDir, big), range(0, 10), 'a stop records every chunk written');
+
+  const second = await blobServer(w, w.broker.url, { [big.digest]: big.bytes });
+  const restarted = await startAgent(w, cfg, NO_CHUNK_TIMEOUT);
+  await waitFor('commit after the restart', committed(restarted, 1));
+  await assertServes(restarted, big.digest);
+  assert.deepEqual(requestedChunks(second), range(10, total), 'each missing chunk is asked for once, and no chunk on disk');
+  assert.equal(second.framesSent, total - 10);
+  const events = await waitFor('the committed event', () => {
+    const e = w.probe.events(DEVICE, 'deployment').filter((x) => x.deploymentId === 'dep-1');
+    return e.some((x) => x.phase === 'committed') ? e : null;
+  });
+  const afterRestart = events.slice(events.findLastIndex((e) => e.phase === 'received'));
+  assert.match(afterRestart[0]?.message ?? '', /restarted during downloading: resuming/);
+  assert.match(afterRestart.find((e) => e.phase === 'downloading')?.message ?? '', new RegExp(`resuming: 10 of ${total} chunks`));
+  assert.deepEqual(await readdir(join(cfg.stateDir, 'blobs', 'partial')), [], 'no partial file or record is left');
+});
+
+test('after a crash, only the chunks written since the last checkpoint are fetched again', async (t) => {
+  const w = await world(t);
+  const big = model(14, 40 * BLOB_CHUNK_BYTES);
+  const total = Math.ceil(big.bytes.byteLength / BLOB_CHUNK_BYTES);
+  // A window's worth of chunks written (32) makes a checkpoint; 5 more chunks follow it.
+  const first = await blobServer(w, w.broker.url, { [big.digest]: big.bytes }, { stopAfterFrames: 37 });
+  const cfg = config(w);
+  const agent = await startAgent(w, cfg, NO_CHUNK_TIMEOUT);
+  await waitFor('the first connection', () => agent.status.connected);
+  await w.probe.publishDesired(DEVICE, desiredFor(w.trust, DEVICE, 1, big.bytes));
+  await waitFor('37 chunks written', () => agent.status.download?.received === 37);
+  await waitFor('the checkpoint after 32 chunks', async () => (await recordedChunks(cfg.stateDir, big)).length === 32);
+  assert.deepEqual(await recordedChunks(cfg.stateDir, big), range(0, 32));
+  // The disk as a power loss leaves it now (the agent is idle: no write is in flight).
+  const crashed = join(w.dir, 'crashed');
+  await cp(cfg.stateDir, crashed, { recursive: true, filter: (source) => !/\.tmp$/.test(source) });
+  await agent.stop();
+  await first.close();
+
+  const second = await blobServer(w, w.broker.url, { [big.digest]: big.bytes });
+  const restarted = await startAgent(w, { ...cfg, stateDir: crashed }, NO_CHUNK_TIMEOUT);
+  await waitFor('commit after the crash', committed(restarted, 1));
+  await assertServes(restarted, big.digest);
+  assert.deepEqual(requestedChunks(second), range(32, total), 'the 5 unrecorded chunks are fetched again, the 32 recorded ones are not');
+});
+
+test('an unusable chunk record restarts the download from zero; kept bytes that fail the digest are fetched again, not quarantined', async (t) => {
+  const w = await world(t);
+  const big = model(15, 12 * BLOB_CHUNK_BYTES);
+  const total = Math.ceil(big.bytes.byteLength / BLOB_CHUNK_BYTES);
+  const cfg = config(w);
+  const recordPath = join(cfg.stateDir, 'blobs', 'partial', `${big.digest}.chunks`);
+  /** Runs an agent against a server that sends 4 frames and stops it once they are written. */
+  const partialRun = async (): Promise<BlobServer> => {
+    const server = await blobServer(w, w.broker.url, { [big.digest]: big.bytes }, { stopAfterFrames: 4 });
+    const agent = await startAgent(w, cfg, NO_CHUNK_TIMEOUT);
+    if (agent.status.lastDesiredSeq < 1) {
+      await waitFor('the first connection', () => agent.status.connected);
+      await w.probe.publishDesired(DEVICE, desiredFor(w.trust, DEVICE, 1, big.bytes));
+    }
+    await waitFor('4 chunks written', () => server.framesSent === 4 && agent.status.download?.received === 4);
+    await agent.stop();
+    await server.close();
+    return server;
+  };
+
+  await partialRun();
+  const good = await readFile(recordPath, 'utf8');
+  assert.deepEqual(await recordedChunks(cfg.stateDir, big), range(0, 4));
+  const garbled: Record<string, string> = {
+    'not JSON': good.slice(0, good.length / 2),
+    'another chunk size': good.replace(`"chunkBytes":${BLOB_CHUNK_BYTES}`, `"chunkBytes":${BLOB_CHUNK_BYTES / 2}`),
+    'another blob size': good.replace(`"size":${big.bytes.byteLength}`, `"size":${big.bytes.byteLength + 1}`),
+  };
+  for (const [what, text] of Object.entries(garbled)) {
+    await writeFile(recordPath, text);
+    const server = await partialRun();
+    assert.equal(server.requests[0]?.from, 0, `${what}: the download starts again from chunk 0`);
+    assert.deepEqual(await recordedChunks(cfg.stateDir, big), range(0, 4), `${what}: the new record holds only this run's chunks`);
+  }
+
+  // The record is right but a kept chunk's bytes changed on disk: the blob fails its digest
+  // check, so the kept bytes are dropped and the whole blob is fetched once more.
+  const partial = join(cfg.stateDir, 'blobs', 'partial', big.digest);
+  const bytes = await readFile(partial);
+  bytes[2 * BLOB_CHUNK_BYTES + 100]! ^= 0xff;
+  await writeFile(partial, bytes);
+  const server = await blobServer(w, w.broker.url, { [big.digest]: big.bytes });
+  const agent = await startAgent(w, cfg, NO_CHUNK_TIMEOUT);
+  await waitFor('commit after the fresh download', committed(agent, 1));
+  await assertServes(agent, big.digest);
+  assert.deepEqual(requestedChunks(server), [...range(4, total), ...range(0, total)], 'the missing chunks, then the whole blob once');
+  assert.deepEqual(agent.status.quarantine, []);
+  const downloading = w.probe.events(DEVICE, 'deployment').filter((e) => e.phase === 'downloading').at(-1);
+  assert.match(downloading?.message ?? '', /4 chunks kept from before did not verify/);
+  assert.ok(!w.probe.events(DEVICE, 'deployment').some((e) => e.phase === 'failed'));
 });
 
 test('dropped frames are asked for again after a timeout', async (t) => {
@@ -316,7 +441,7 @@ test('a newer desired document supersedes a download in progress', async (t) => 
   const small = model(9);
   // Chunks from 3 on never come: the first deployment stalls mid-download.
   await blobServer(w, w.broker.url, { [big.digest]: big.bytes, [small.digest]: small.bytes }, { drop: (index) => index >= 3 });
-  const agent = await startAgent(w, config(w), { ...FAST, chunkTimeoutMs: 600_000 });
+  const agent = await startAgent(w, config(w), NO_CHUNK_TIMEOUT);
   await waitFor('the first connection', () => agent.status.connected);
   await w.probe.publishDesired(DEVICE, desiredFor(w.trust, DEVICE, 1, big.bytes));
   await waitFor('3 chunks of the big model', () => agent.status.download?.received === 3);

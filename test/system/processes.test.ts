@@ -2,47 +2,19 @@
  * System test: the real `cairn` and `cairn-agent` executables as separate processes, talking
  * over real sockets — what an operator and a device actually run.
  */
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { buildDemoModel } from '@cairn/hub/training/demo-model.js';
 import { generateDataset } from '@cairn/shared';
 import { waitFor } from '../helpers/wait.js';
+import { CAIRN, CAIRN_AGENT, IMAGES, freePort, spawnLogged } from '../helpers/processes.js';
 
-const ROOT = resolve(import.meta.dirname, '../../..');
-const CAIRN = join(ROOT, 'hub/dist/cli/main.js');
-const CAIRN_AGENT = join(ROOT, 'agent/dist/cli/main.js');
-const IMAGES = join(ROOT, 'firmware-images');
 const run = promisify(execFile);
-
-function spawnLogged(t: TestContext, args: string[], env: NodeJS.ProcessEnv = {}, stdin: 'ignore' | 'pipe' = 'ignore'): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
-  const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: [stdin, 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout!.on('data', (d) => (output += d));
-  child.stderr!.on('data', (d) => (output += d));
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  t.after(async () => {
-    if (child.exitCode === null) {
-      child.kill('SIGKILL');
-      await exited;
-    }
-  });
-  return { child, output: () => output, exited };
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolvePort) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolvePort(port));
-    });
-  });
-}
 
 test('cairn hub + cairn-agent run as processes: push, deploy, serve, graceful stop', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'cairn-system-'));
@@ -88,6 +60,7 @@ test('cairn hub + cairn-agent run as processes: push, deploy, serve, graceful st
       'source: { kind: simulated, intervalMs: 50 }',
       'health: { trial: { durationMs: 1000, minInferences: 5 } }',
       'logLevel: warn',
+      `enrollment: { hubUrl: "${hubUrl}", token: "${(await cli('device', 'enroll-token', '--uses', '1')).token}" }`,
     ].join('\n'),
   );
   const agent = spawnLogged(t, [CAIRN_AGENT, 'run', '--config', config]);
@@ -149,9 +122,17 @@ test('cairn-agent run with a stdin source: JSON lines piped in are inferred and 
     CAIRN_AGENT_SOURCE: '{"kind":"stdin"}',
     CAIRN_AGENT_HEALTH: '{"trial":{"durationMs":200,"minInferences":1,"maxDurationMs":300}}',
     CAIRN_AGENT_LOG_LEVEL: 'warn',
+    CAIRN_AGENT_ENROLLMENT_HUB_URL: hubUrl,
   };
+  // The device enrolls explicitly first (the token never sits in its config), then runs.
+  const token = (await cli('device', 'enroll-token', '--uses', '1', '--label', 'line=z')).token as string;
+  const enrolled = await run(process.execPath, [CAIRN_AGENT, 'enroll', '--token', token], { env: { ...process.env, ...env } });
+  assert.match(enrolled.stdout, /^enrolled gateway-3: credentials stored/);
+  const reused = await run(process.execPath, [CAIRN_AGENT, 'enroll', '--token', token], { env: { ...process.env, ...env } }).catch((e: { stderr: string }) => e);
+  assert.match((reused as { stderr: string }).stderr, /CAIRN_ENROLL_TOKEN_INVALID|not valid/, 'a one-use token cannot enroll twice');
   const agent = spawnLogged(t, [CAIRN_AGENT, 'run'], env, 'pipe');
   await waitFor('gateway-3 online', async () => (await cli('device', 'show', 'gateway-3').catch(() => null))?.online === true, { timeoutMs: 60_000 });
+  assert.equal((await cli('device', 'show', 'gateway-3')).labels.line, 'z', 'the token’s labels');
   await cli('deploy', '--model', 'pdm-vibration@1.0.0', '--device', 'gateway-3');
   await waitFor('ready', async () => (await fetch(`http://127.0.0.1:${apiPort}/readyz`)).status === 200, { timeoutMs: 60_000 });
 

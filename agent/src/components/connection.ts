@@ -90,8 +90,13 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     super();
   }
 
+  /**
+   * Connected and not stopping. stop() drops the client at once but stays `connected` while it
+   * sends the offline presence; a publish then rejects at once, and the outbox, which re-pumps on
+   * every rejection, would spin on it without yielding (a hung, 100 % CPU agent).
+   */
   get connected(): boolean {
-    return this._state === 'connected';
+    return this._state === 'connected' && this.client !== null;
   }
   get status(): { state: ConnectionState; epoch: number; connects: number; lastError: string | null } {
     return { state: this._state, epoch: this.epoch, connects: this._connects, lastError: this._lastError };

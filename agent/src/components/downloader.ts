@@ -15,16 +15,28 @@
  * the file's SHA-256 must equal the manifest digest (`digest_mismatch` otherwise) before it is
  * moved into `blobs/sha256/<digest>`.
  *
- * One download runs at a time. A superseded download keeps its partial file and the list of
- * chunks written, so a later download of the same digest resumes where it stopped.
+ * Resume across restarts: after every window's worth of chunks written (and on a stall, on stop,
+ * on supersession and when the last chunk is in) a checkpoint fsyncs the partial file and then
+ * replaces its chunk record (BlobStore), so the record only claims chunks that are on disk. A
+ * later download of the same digest, in this process or the next, asks only for the chunks the
+ * record does not claim; a crash loses at most the chunks since the last checkpoint. An unusable
+ * record (another blob or chunk size, garbled, longer than the file) restarts the download from
+ * zero. There are no per-chunk hashes in the protocol, so a kept chunk is "written and fsynced",
+ * not "verified": if a blob that used kept chunks fails the digest check, the kept bytes are the
+ * suspect (a torn write, a damaged medium), so the partial is discarded and the blob fetched once
+ * more from zero; only freshly fetched bytes that fail the check are the bundle's fault.
+ *
+ * One download runs at a time; starting one deletes the partials of every other digest. A
+ * superseded download, or one that failed for a transient reason (`download_failed`), keeps its
+ * partial file and record for a later resume; a size or digest mismatch deletes them.
  */
-import { open, stat, type FileHandle } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { BLOB_CHUNK_BYTES, BLOB_MAX_WINDOW, decodeBlobFrame } from '@cairn/shared';
 import type { BlobStore } from '../adapters/blob-store.js';
 import type { Connection } from './connection.js';
 import type { DropCounter } from './drop-counter.js';
-import { DeploymentFailure, SupersededError } from '../errors.js';
+import { DeploymentFailure, SupersededError, throwIfAborted } from '../errors.js';
 
 export interface DownloaderOptions {
   connection: Connection;
@@ -50,6 +62,9 @@ export interface DownloadProgress {
   total: number;
 }
 
+/** The phases a download passes through, with a note for the event when there is one to tell. */
+export type OnDownloadPhase = (phase: 'downloading' | 'verifying', note?: string) => Promise<void> | void;
+
 interface Job {
   digest: string;
   size: number;
@@ -63,6 +78,11 @@ interface Job {
   outstanding: { from: number; count: number } | null;
   retries: number;
   timer: NodeJS.Timeout | null;
+  /** Chunks written since the last checkpoint was asked for. */
+  sinceCheckpoint: number;
+  /** The checkpoint being written; `dirty`: another one was asked for meanwhile. */
+  checkpoint: Promise<void> | null;
+  dirty: boolean;
   settled: boolean;
   resolve: () => void;
   reject: (err: Error) => void;
@@ -73,7 +93,7 @@ const DISK_MARGIN_BYTES = 4 * 1024 * 1024;
 
 export class Downloader {
   private job: Job | null = null;
-  private resumable: { digest: string; received: Uint8Array } | null = null;
+  private running = false;
   private readonly chunkTimeoutMs: number;
   private readonly maxRetries: number;
   private readonly window: number;
@@ -95,31 +115,75 @@ export class Downloader {
   }
 
   /**
-   * Downloads and verifies one blob; resolves with its path in the content-addressed store.
-   * `onVerifying` runs once every chunk is in, before the digest check. Rejects with a
+   * Downloads (or resumes) and verifies one blob; resolves with its path in the
+   * content-addressed store. `onPhase` runs when fetching starts (with a note when chunks are
+   * kept from before) and once every chunk is in, before the digest check. Rejects with a
    * DeploymentFailure, or a SupersededError when `signal` aborts.
    */
-  async download(target: BlobTarget, signal: AbortSignal, onVerifying?: () => Promise<void> | void): Promise<string> {
+  async download(target: BlobTarget, signal: AbortSignal, onPhase: OnDownloadPhase = () => undefined): Promise<string> {
     const { blobs, logger } = this.options;
     const { digest, size } = target;
-    if (this.job) throw new Error('a download is already running');
-    if (signal.aborted) throw new SupersededError();
+    if (this.running) throw new Error('a download is already running');
+    throwIfAborted(signal);
+    this.running = true;
+    try {
+      await blobs.removePartialsExcept(digest);
+      const kept = await this.fetch(target, signal, onPhase, 'resume');
+      await onPhase('verifying');
+      throwIfAborted(signal);
+      const partial = blobs.partialPathOf(digest);
+      let check = await blobs.check(partial, digest, size);
+      if (!check.ok && kept > 0) {
+        logger.warn({ digest, kept, actual: check.digest }, 'a blob resumed from kept chunks does not match its digest: downloading it again from zero');
+        await blobs.removePartial(digest);
+        await this.fetch(target, signal, onPhase, `${kept} chunks kept from before did not verify (SHA-256 ${check.digest.slice(0, 12)}…): downloading the whole blob again`);
+        await onPhase('verifying');
+        throwIfAborted(signal);
+        check = await blobs.check(partial, digest, size);
+      }
+      if (!check.ok) {
+        await blobs.removePartial(digest).catch(() => undefined);
+        if (check.size !== size) throw new DeploymentFailure('size_mismatch', `the blob has ${check.size} bytes, the manifest says ${size}`);
+        throw new DeploymentFailure('digest_mismatch', `the blob's SHA-256 is ${check.digest}, the manifest says ${digest}`);
+      }
+      const path = await blobs.commitPartial(digest);
+      logger.info({ digest, size }, 'blob downloaded and verified');
+      return path;
+    } catch (err) {
+      if (err instanceof DeploymentFailure || err instanceof SupersededError) throw err;
+      // A file system error (EIO, ENOSPC…): the device's trouble, not the bundle's.
+      throw new DeploymentFailure('download_failed', `cannot store the blob: ${(err as Error).message}`);
+    } finally {
+      this.running = false;
+    }
+  }
+
+  /**
+   * Fetches every chunk the partial file lacks. `from`: `'resume'` keeps what the chunk record
+   * claims; otherwise the download starts from zero and `from` is the note saying why. Resolves
+   * with the number of chunks kept from before.
+   */
+  private async fetch(target: BlobTarget, signal: AbortSignal, onPhase: OnDownloadPhase, from: 'resume' | string): Promise<number> {
+    const { blobs, logger } = this.options;
+    const { digest, size } = target;
     const total = Math.ceil(size / BLOB_CHUNK_BYTES);
     const partial = blobs.partialPathOf(digest);
 
-    const resume = this.resumable?.digest === digest && this.resumable.received.length === total ? this.resumable : null;
-    this.resumable = null;
-    await blobs.removePartialsExcept(resume ? digest : null);
+    const record = from === 'resume' ? await blobs.readChunkRecord(digest, size, BLOB_CHUNK_BYTES) : ({ kind: 'none' } as const);
+    if (record.kind === 'unusable') logger.warn({ digest, why: record.why }, 'the chunk record of the partial download is unusable: starting the download again from zero');
+    const received = record.kind === 'ok' ? record.chunks : new Uint8Array(total);
+    const kept = received.reduce((n, r) => n + r, 0);
+    // Nothing kept: no stale bytes or record may survive into this download.
+    if (kept === 0) await blobs.removePartial(digest);
+    await onPhase('downloading', from !== 'resume' ? from : kept > 0 ? `resuming: ${kept} of ${total} chunks are on disk from before` : undefined);
+    throwIfAborted(signal);
+
+    const missingBytes = size - Math.min(size, kept * BLOB_CHUNK_BYTES);
     const free = await blobs.freeBytes();
-    if (free < size + DISK_MARGIN_BYTES) {
-      throw new DeploymentFailure('insufficient_disk', `not enough free disk space: the blob needs ${size} bytes (+${DISK_MARGIN_BYTES} margin), ${free} are available`);
+    if (free < missingBytes + DISK_MARGIN_BYTES) {
+      throw new DeploymentFailure('insufficient_disk', `not enough free disk space: the blob needs ${missingBytes} more bytes (+${DISK_MARGIN_BYTES} margin), ${free} are available`);
     }
-    const partialExists = await stat(partial).then(
-      () => true,
-      () => false,
-    );
-    const received = resume && partialExists ? resume.received : new Uint8Array(total);
-    const file = await open(partial, resume && partialExists ? 'r+' : 'w', 0o600);
+    const file = await open(partial, kept > 0 ? 'r+' : 'w', 0o600);
     let job!: Job;
     const done = new Promise<void>((resolve, reject) => {
       job = {
@@ -128,33 +192,43 @@ export class Downloader {
         total,
         file,
         received,
-        count: received.reduce((n, r) => n + r, 0),
+        count: kept,
         writing: new Set(),
         writes: new Set(),
         outstanding: null,
         retries: 0,
         timer: null,
+        sinceCheckpoint: 0,
+        checkpoint: null,
+        dirty: false,
         settled: false,
         resolve,
         reject,
       };
     });
+    // Awaited below; until then a rejection (an abort during the truncate) must not go unhandled.
+    done.catch(() => undefined);
     const onAbort = (): void => this.settle(job, new SupersededError());
     signal.addEventListener('abort', onAbort, { once: true });
     this.job = job;
-    if (job.count > 0) logger.info({ digest, received: job.count, total }, 'resuming download');
+    if (kept > 0) logger.info({ digest, received: kept, total }, 'resuming download');
     else logger.info({ digest, size, total }, 'downloading blob');
 
     try {
+      // Bytes past the manifest size cannot be a chunk of this blob.
+      if (kept > 0) await file.truncate(size);
       if (job.count === total) this.settle(job);
       else this.requestNext(job);
       await done;
-      await file.sync();
+      // Every chunk is in: recorded, a restart during verification fetches nothing.
+      await this.finalCheckpoint(job);
     } catch (err) {
+      this.settle(job, err as Error);
       await Promise.allSettled([...job.writes]);
-      if (err instanceof SupersededError) {
-        this.resumable = { digest, received: job.received };
-      } else {
+      const keep = err instanceof SupersededError || (err instanceof DeploymentFailure && err.reason === 'download_failed');
+      if (keep) await this.finalCheckpoint(job);
+      else {
+        while (job.checkpoint) await job.checkpoint;
         await file.close().catch(() => undefined);
         await blobs.removePartial(digest).catch(() => undefined);
       }
@@ -163,23 +237,10 @@ export class Downloader {
       signal.removeEventListener('abort', onAbort);
       if (job.timer) clearTimeout(job.timer);
       if (this.job === job) this.job = null;
+      while (job.checkpoint) await job.checkpoint;
       await file.close().catch(() => undefined);
     }
-
-    await onVerifying?.();
-    if (signal.aborted) {
-      this.resumable = { digest, received: job.received };
-      throw new SupersededError();
-    }
-    const check = await blobs.check(partial, digest, size);
-    if (!check.ok) {
-      await blobs.removePartial(digest).catch(() => undefined);
-      if (check.size !== size) throw new DeploymentFailure('size_mismatch', `the blob has ${check.size} bytes, the manifest says ${size}`);
-      throw new DeploymentFailure('digest_mismatch', `the blob's SHA-256 is ${check.digest}, the manifest says ${digest}`);
-    }
-    const path = await blobs.commitPartial(digest);
-    logger.info({ digest, size }, 'blob downloaded and verified');
-    return path;
+    return kept;
   }
 
   /** After every (re)connect: the hub's answers to earlier requests are gone, ask again. */
@@ -238,6 +299,7 @@ export class Downloader {
           return;
         }
         this.armTimer(job);
+        if (++job.sinceCheckpoint >= this.window) this.checkpoint(job);
         if (job.outstanding && this.windowArrived(job, job.outstanding)) this.requestNext(job);
       },
       (err: Error) => this.settle(job, new DeploymentFailure('download_failed', `cannot write the blob: ${err.message}`)),
@@ -257,6 +319,7 @@ export class Downloader {
     let count = 0;
     while (from + count < job.total && count < this.window && missing(from + count)) count++;
     job.outstanding = { from, count };
+    this.options.logger.debug({ digest: job.digest, from, count }, 'requesting chunks');
     this.options.connection.publish('blob/req', { digest: job.digest, from, count }).catch((err: Error) => this.options.logger.debug({ err }, 'blob/req not acknowledged'));
   }
 
@@ -265,6 +328,45 @@ export class Downloader {
       if (!job.received[i] && !job.writing.has(i)) return false;
     }
     return true;
+  }
+
+  /**
+   * Records the chunks written so far, in the background while the download goes on. One
+   * checkpoint at a time: asked for while one runs, another follows it.
+   */
+  private checkpoint(job: Job): void {
+    job.sinceCheckpoint = 0;
+    if (job.checkpoint) {
+      job.dirty = true;
+      return;
+    }
+    job.dirty = false;
+    job.checkpoint = this.writeChunkRecord(job).finally(() => {
+      job.checkpoint = null;
+      if (job.dirty && !job.settled) this.checkpoint(job);
+    });
+  }
+
+  /** Waits for the running checkpoint, then writes one that holds every completed write. */
+  private async finalCheckpoint(job: Job): Promise<void> {
+    while (job.checkpoint) await job.checkpoint;
+    await this.writeChunkRecord(job);
+  }
+
+  /**
+   * fsync first, record second: the record claims only chunks whose write completed before the
+   * fsync began. A failure costs only the resume (those chunks are fetched again), not the
+   * download.
+   */
+  private async writeChunkRecord(job: Job): Promise<void> {
+    const chunks = job.received.slice();
+    try {
+      await job.file.sync();
+      await this.options.blobs.writeChunkRecord(job.digest, job.size, BLOB_CHUNK_BYTES, chunks);
+      this.options.logger.debug({ digest: job.digest, recorded: chunks.reduce((n, c) => n + c, 0), total: job.total }, 'download progress recorded');
+    } catch (err) {
+      this.options.logger.warn({ err, digest: job.digest }, 'could not record the download progress; a restart fetches these chunks again');
+    }
   }
 
   private armTimer(job: Job): void {
@@ -285,6 +387,8 @@ export class Downloader {
       return;
     }
     this.options.logger.info({ digest: job.digest, received: job.count, total: job.total, retry: job.retries }, 'no progress: asking again for the missing chunks');
+    // A stalled window may never complete: keep what did arrive.
+    this.checkpoint(job);
     job.outstanding = null;
     this.requestNext(job);
   }

@@ -17,9 +17,12 @@
  * A newer document supersedes a convergence in progress (its download keeps what it has for a
  * later resume; a candidate on trial is rolled back to its standby or, with none, keeps serving
  * uncommitted, and becomes the next candidate's standby). Because the target is persisted, a
- * restart or a retained re-delivery resumes an unfinished convergence. A digest that failed
- * here is quarantined under its deployment id: the hub's periodic re-signing (a new seq, the
- * same deployment) does not retry it; a new deployment asking for it does (no update loops).
+ * restart or a retained re-delivery resumes an unfinished convergence: its first event says which
+ * phase a restart interrupted, and a download goes on from the chunks already on disk. A digest
+ * that failed here is quarantined under its deployment id: the hub's periodic re-signing (a new
+ * seq, the same deployment) does not retry it; a new deployment asking for it does (no update
+ * loops). Partial downloads of digests no longer wanted are deleted at start and after each
+ * commit or rollback.
  */
 import type { Logger } from 'pino';
 import { TrustError, decodePayload, resolveHealthPolicy, verifyDesired, type DeploymentPhaseT, type DeploymentStatusT, type HealthPolicy, type ManifestT, type RejectionReason } from '@cairn/shared';
@@ -62,6 +65,8 @@ interface Job {
 
 export class Reconciler {
   private job: Job | null = null;
+  /** The deployment phase a restart interrupted, told by the resumed convergence's first event. */
+  private interrupted: { seq: number; phase: DeploymentPhaseT } | null = null;
   private queue: Promise<void> = Promise.resolve();
   private stopped = false;
   private readonly rejections = new Map<string, number>();
@@ -72,6 +77,11 @@ export class Reconciler {
   async start(): Promise<void> {
     this.stopped = false;
     await this.restoreActive();
+    const { deployment, target } = this.options.state.state;
+    if (deployment && target && deployment.seq === target.seq && deployment.deploymentId === target.deploymentId && INTERRUPTIBLE_PHASES.has(deployment.phase)) {
+      this.interrupted = { seq: deployment.seq, phase: deployment.phase };
+    }
+    await this.collectPartials();
   }
 
   /** Resumes an unfinished convergence to the persisted target, if any (call once the connection is started). */
@@ -250,7 +260,7 @@ export class Reconciler {
         return;
       }
 
-      await setPhase('received');
+      await setPhase('received', undefined, this.resumeNote(seq, digest));
       throwIfAborted(signal);
       let path: string | null = null;
       if (await this.options.blobs.has(digest)) {
@@ -263,10 +273,7 @@ export class Reconciler {
         }
       }
       throwIfAborted(signal);
-      if (!path) {
-        await setPhase('downloading');
-        path = await this.options.downloader.download({ digest, size: file.size }, signal, () => setPhase('verifying'));
-      }
+      if (!path) path = await this.options.downloader.download({ digest, size: file.size }, signal, (phase, note) => setPhase(phase, undefined, note));
       throwIfAborted(signal);
 
       // Loading native code can take the process down: count the starts that find us here.
@@ -413,7 +420,7 @@ export class Reconciler {
     });
   }
 
-  /** Deletes stored blobs no slot and no pending target refers to. */
+  /** Deletes stored blobs no slot and no pending target refers to, and unwanted partial downloads. */
   private async collectGarbage(): Promise<void> {
     const s = this.options.state.state;
     const keep = new Set<string>();
@@ -421,6 +428,29 @@ export class Reconciler {
     const targetDigest = s.target?.bundle?.manifest.files[0]?.digest;
     if (targetDigest) keep.add(targetDigest);
     await this.options.blobs.removeAllExcept(keep).catch((err: Error) => this.options.logger.warn({ err }, 'could not delete unused blobs'));
+    await this.collectPartials();
+  }
+
+  /**
+   * Deletes partial downloads (bytes and chunk records) of every digest but the target's, and the
+   * target's too once its blob is stored. Only while no download runs (start, end of a convergence).
+   */
+  private async collectPartials(): Promise<void> {
+    const { blobs, state, logger } = this.options;
+    const digest = state.state.target?.bundle?.manifest.files[0]?.digest ?? null;
+    const wanted = digest !== null && !(await blobs.has(digest)) ? digest : null;
+    await blobs.removePartialsExcept(wanted).catch((err: Error) => logger.warn({ err }, 'could not delete unused partial downloads'));
+  }
+
+  /** The note of a resumed convergence's first event when a restart interrupted it (once). */
+  private resumeNote(seq: number, digest: string): string | undefined {
+    const interrupted = this.interrupted;
+    this.interrupted = null;
+    if (interrupted?.seq !== seq) return undefined;
+    const loading = this.options.state.state.loading;
+    const boots = loading?.digest === digest ? loading.boots : 0;
+    const crashLoop = boots > 0 ? ` (${boots} restart${boots === 1 ? '' : 's'} while loading this model; at ${LOADING_BOOT_LIMIT} it is quarantined)` : '';
+    return `the agent restarted during ${interrupted.phase}: resuming${crashLoop}`;
   }
 
   /**
@@ -539,6 +569,8 @@ type TrialOutcome =
 
 /** Failures that say nothing about the bundle: a later re-signed document may try again. */
 const TRANSIENT_REASONS = new Set<string>(['download_failed', 'insufficient_disk']);
+/** Phases a restart resumes (a trial is rolled back instead, see restoreActive). */
+const INTERRUPTIBLE_PHASES = new Set<DeploymentPhaseT>(['received', 'downloading', 'verifying', 'probing']);
 /** Boots that find the same candidate still loading before it is quarantined. */
 const LOADING_BOOT_LIMIT = 2;
 
