@@ -15,7 +15,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { Duplex, PassThrough } from 'node:stream';
-import { MqttClient } from 'mqtt';
+import mqtt, { MqttClient } from 'mqtt';
 import { deviceTopic, signEnrollClaim, MAX_JSON_PAYLOAD_BYTES } from '@cairn/shared';
 import { startTestHub, type TestHub } from '../helpers/hub.js';
 import { waitFor } from '../helpers/wait.js';
@@ -38,10 +38,13 @@ interface Transport {
   run(hub: TestHub, who: Attempt, action: { topic: string; payloads: Buffer[] } | { subscribe: string } | null): Promise<Outcome>;
 }
 
+/** Two connected in-memory ends; closing either closes the other, as a socket's peer would see. */
 function duplexPair(): [Duplex, Duplex] {
   const toServer = new PassThrough();
   const toClient = new PassThrough();
-  return [Duplex.from({ readable: toClient, writable: toServer }), Duplex.from({ readable: toServer, writable: toClient })];
+  const ends: [Duplex, Duplex] = [Duplex.from({ readable: toClient, writable: toServer }), Duplex.from({ readable: toServer, writable: toClient })];
+  for (const [end, peer] of [ends, [ends[1], ends[0]]] as const) end.once('close', () => peer.destroy());
+  return ends;
 }
 
 const inMemory: Transport = {
@@ -127,9 +130,11 @@ async function denied(hub: TestHub, action: string, reason: string): Promise<num
   return line ? Number(line.split(' ').pop()) : 0;
 }
 
+/** A low publish rate so that the flood case is quick; every other case uses its own device ids and stays far below it. */
+const RATE = { perSec: 2, burst: 10 };
+
 async function hubFor(t: TestContext): Promise<TestHub> {
-  // A low publish rate so that the flood case is quick; the other cases stay far below it.
-  return startTestHub(t, { mqtt: { rateLimit: { perSec: 2, burst: 10 } } });
+  return startTestHub(t, { mqtt: { rateLimit: RATE } });
 }
 
 const telemetry = (seq: number) =>
@@ -278,7 +283,7 @@ const cases: Case[] = [
 
 for (const transport of [inMemory, mosquitto]) {
   describe(`broker denials over ${transport.name}`, () => {
-    for (const c of cases) {
+    for (const [index, c] of cases.entries()) {
       test(`deny: ${c.name}`, async (t) => {
         const hub = await hubFor(t);
         const before = await denied(hub, c.action, c.reason);
@@ -288,20 +293,20 @@ for (const transport of [inMemory, mosquitto]) {
         if (c.action === 'subscribe') assert.equal(outcome.subscribed, false, 'SUBACK refuses the filter');
         await waitFor(`${c.action}/${c.reason} counted`, async () => (await denied(hub, c.action, c.reason)) > before);
         // The hub keeps serving: a legitimate device still connects and publishes.
-        const ok = await transport.run(hub, await enrolled(hub, 'dev-ok'), { topic: deviceTopic('dev-ok', 'telemetry'), payloads: [telemetry(1)] });
+        const okId = `ok-${index}`;
+        const ok = await transport.run(hub, await enrolled(hub, okId), { topic: deviceTopic(okId, 'telemetry'), payloads: [telemetry(1)] });
         assert.equal(ok.connack, 0);
       });
     }
   });
 }
 
-test('revoking a device closes its live session at once and refuses its reconnects', async (t) => {
+test('revoking a device closes its live session at once (real socket) and refuses its reconnects', async (t) => {
   const hub = await hubFor(t);
   const who = await enrolled(hub, 'dev-live');
-  const [clientSide, serverSide] = duplexPair();
-  hub.broker.accept(serverSide);
-  const client = new MqttClient(() => clientSide, { clientId: who.clientId, username: who.username!, password: who.password!, protocolVersion: 4, reconnectPeriod: 0 });
+  const client = mqtt.connect(hub.mqttUrl, { clientId: who.clientId, username: who.username!, password: who.password!, protocolVersion: 4, reconnectPeriod: 0 });
   t.after(() => client.end(true));
+  client.on('error', () => undefined);
   await new Promise((r) => client.once('connect', r));
   const closed = new Promise<void>((r) => client.once('close', () => r()));
   assert.equal((await hub.api('POST', '/api/v1/devices/dev-live/revoke')).status, 200);

@@ -12,7 +12,7 @@
  * stored.
  */
 import { randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { Type, type Static } from 'typebox';
@@ -48,6 +48,7 @@ export async function loadOrCreateDeviceKey(stateDir: string): Promise<Uint8Arra
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
   const seed = randomBytes(32);
+  await mkdir(stateDir, { recursive: true, mode: 0o700 });
   await writeFileAtomic(file, `${seed.toString('base64')}\n`, 0o600);
   return seed;
 }

@@ -58,8 +58,12 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     }
   });
 
-  say(`starting ${options.devices} simulated devices…`);
+  // Devices enroll like real ones: a token for the simulated fleet (its devices are already
+  // enrolled when the demo restarts on the same data directory).
+  const enrollment = await api.request<{ token: string }>('POST', '/api/v1/enrollment-tokens', { labels: { fleet: 'demo' }, expiresInHours: 1 });
+  say(`starting ${options.devices} simulated devices (they enroll with a one-hour token)…`);
   const fleet = await simulateFleet({
+    enrollmentToken: enrollment.token,
     hubUrl: hub.httpUrl,
     devices: options.devices,
     stateRoot: join(config.dataDir, 'fleet'),
