@@ -33,7 +33,7 @@ const GROUPS: Group[] = [
 ];
 
 function selected(names: string[]): Group[] {
-  const known = GROUPS.flatMap((g) => [g.name, ...g.benchmarks.map((b) => b.name)]);
+  const known = [...new Set(GROUPS.flatMap((g) => [g.name, ...g.benchmarks.map((b) => b.name)]))];
   const unknown = names.filter((n) => !known.includes(n));
   if (unknown.length > 0) throw new Error(`unknown benchmark ${unknown.join(', ')}; choose from ${known.join(', ')}`);
   if (names.length === 0) return GROUPS;
