@@ -1,0 +1,14 @@
+/**
+ * The fleet benchmark's simulator process: exactly what `cairn-agent simulate` runs
+ * (`simulateFleet`), with the one setting its command line does not offer — the simulated
+ * source's interval. Usage: `node fleet-sim.js <hubUrl> <devices> <stateRoot> <sourceIntervalMs>`.
+ * Prints `started` once every agent has started; SIGTERM stops the fleet gracefully.
+ */
+import pino from 'pino';
+import { simulateFleet } from '@cairn/agent';
+
+const [hubUrl, devices, stateRoot, sourceIntervalMs] = process.argv.slice(2);
+if (!hubUrl || !devices || !stateRoot || !sourceIntervalMs) throw new Error('usage: fleet-sim <hubUrl> <devices> <stateRoot> <sourceIntervalMs>');
+const fleet = await simulateFleet({ hubUrl, devices: Number(devices), stateRoot, sourceIntervalMs: Number(sourceIntervalMs), logger: pino({ level: 'warn' }) });
+process.stdout.write('started\n');
+process.once('SIGTERM', () => void fleet.stop().then(() => process.exit(0)));
