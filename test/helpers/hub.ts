@@ -1,27 +1,57 @@
 /**
  * Starts a real hub for a test: temp data directory, HTTP and MQTT on loopback port 0, silent
- * logs. `api()` calls the HTTP API over the real socket with the admin token.
+ * logs. `api()` calls the HTTP API over the real socket with the admin token; `request()` with
+ * any credentials. `userToken()` makes a user of a role and an API token for it, through the
+ * real routes; `approve()` approves a model version as a second operator (the approval policy
+ * lets an unapproved version reach one device only).
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
+import type { Logger } from 'pino';
+import mqtt, { type MqttClient } from 'mqtt';
+import { deviceTopic } from '@cairn/shared';
 import { loadHubConfig, startHub, type HubConfigInput, type RunningHub } from '@cairn/hub';
+
+export interface ApiAnswer<T = any> {
+  status: number;
+  body: T;
+  headers: Headers;
+}
+
+export interface RequestOptions {
+  body?: unknown;
+  /** A Bearer token; none when absent (give `cookie` for a console session). */
+  token?: string;
+  cookie?: string;
+  headers?: Record<string, string>;
+}
 
 export interface TestHub extends RunningHub {
   token: string;
   dataDir: string;
-  api<T = any>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }>;
+  api<T = any>(method: string, path: string, body?: unknown): Promise<ApiAnswer<T>>;
+  request<T = any>(method: string, path: string, options?: RequestOptions): Promise<ApiAnswer<T>>;
+  /** Creates `username` with `role` (as admin) and returns its password. */
+  createUser(username: string, role: 'viewer' | 'operator' | 'admin'): Promise<string>;
+  /** Logs in as `username` and returns the session cookie (`cairn_session=…`). */
+  login(username: string, password: string): Promise<string>;
+  /** A new user with `role` and an API token of theirs. */
+  userToken(username: string, role: 'viewer' | 'operator' | 'admin'): Promise<string>;
+  /** Approves name@version as the operator `reviewer` (created on first use). */
+  approve(ref: string): Promise<void>;
 }
 
-export async function startTestHub(t: TestContext, overrides: HubConfigInput & { keepDataDir?: string } = {}): Promise<TestHub> {
-  const { keepDataDir, ...config } = overrides;
+export async function startTestHub(t: TestContext, overrides: HubConfigInput & { keepDataDir?: string; logger?: Logger; clock?: () => number } = {}): Promise<TestHub> {
+  const { keepDataDir, logger, clock, ...config } = overrides;
   const dataDir = keepDataDir ?? mkdtempSync(join(tmpdir(), 'cairn-hub-'));
   const hub = await startHub(
     loadHubConfig({
       env: {},
       overrides: { logLevel: 'silent', ...config, dataDir, http: { port: 0, ...config.http }, mqtt: { port: 0, ...config.mqtt } },
     }),
+    { ...(logger ? { logger } : {}), ...(clock ? { clock } : {}) },
   );
   let closed = false;
   const close = async () => {
@@ -34,29 +64,67 @@ export async function startTestHub(t: TestContext, overrides: HubConfigInput & {
     if (!keepDataDir) rmSync(dataDir, { recursive: true, force: true });
   });
   const token = readFileSync(hub.adminToken.tokenFile, 'utf8').trim();
+  const request = async <T>(method: string, path: string, options: RequestOptions = {}): Promise<ApiAnswer<T>> => {
+    const headers: Record<string, string> = { ...options.headers };
+    if (options.token) headers.authorization = `Bearer ${options.token}`;
+    if (options.cookie) headers.cookie = options.cookie;
+    const init: RequestInit = { method, headers };
+    if (options.body instanceof Uint8Array) {
+      headers['content-type'] = 'application/octet-stream';
+      init.body = options.body;
+    } else if (options.body !== undefined) {
+      headers['content-type'] = 'application/json';
+      init.body = JSON.stringify(options.body);
+    }
+    const response = await fetch(hub.httpUrl + path, init);
+    const text = await response.text();
+    let parsed: unknown = text;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      /* not JSON: keep the text */
+    }
+    return { status: response.status, body: parsed as T, headers: response.headers };
+  };
+  const expect = <T>(answer: ApiAnswer<T>, status: number, what: string): T => {
+    if (answer.status !== status) throw new Error(`${what}: HTTP ${answer.status} ${JSON.stringify(answer.body)}`);
+    return answer.body;
+  };
+  const createUser = async (username: string, role: string) =>
+    expect(await request<{ password: string }>('POST', '/api/v1/users', { token, body: { username, role } }), 201, `create user ${username}`).password;
+  const login = async (username: string, password: string) => {
+    const answer = await request('POST', '/api/v1/session', { body: { username, password }, headers: { 'x-cairn-csrf': '1' } });
+    expect(answer, 200, `login ${username}`);
+    return answer.headers.get('set-cookie')!.split(';')[0]!;
+  };
+  const userToken = async (username: string, role: 'viewer' | 'operator' | 'admin') => {
+    const cookie = await login(username, await createUser(username, role));
+    return expect(await request<{ secret: string }>('POST', '/api/v1/tokens', { cookie, body: { name: 'test' }, headers: { 'x-cairn-csrf': '1' } }), 201, `token for ${username}`).secret;
+  };
+  let reviewer: Promise<string> | undefined;
   return {
     ...hub,
     close,
     token,
     dataDir,
-    async api(method, path, body) {
-      const init: RequestInit = { method, headers: { authorization: `Bearer ${token}` } };
-      if (body instanceof Uint8Array) {
-        init.headers = { ...init.headers, 'content-type': 'application/octet-stream' };
-        init.body = body;
-      } else if (body !== undefined) {
-        init.headers = { ...init.headers, 'content-type': 'application/json' };
-        init.body = JSON.stringify(body);
-      }
-      const response = await fetch(hub.httpUrl + path, init);
-      const text = await response.text();
-      let parsed: unknown = text;
-      try {
-        parsed = JSON.parse(text);
-      } catch {
-        /* not JSON: keep the text */
-      }
-      return { status: response.status, body: parsed as any };
+    api: (method, path, body) => request(method, path, { token, body }),
+    request,
+    createUser,
+    login,
+    userToken,
+    async approve(ref) {
+      reviewer ??= userToken('reviewer', 'operator');
+      const at = ref.lastIndexOf('@');
+      expect(await request('POST', `/api/v1/models/${ref.slice(0, at)}/${ref.slice(at + 1)}/approve`, { token: await reviewer }), 200, `approve ${ref}`);
     },
   };
+}
+
+/** A bare MQTT client that says it is device `id` (a birth message), so the hub knows the device. */
+export async function connectDevice(t: TestContext, hub: TestHub, id: string): Promise<MqttClient> {
+  const client = mqtt.connect(hub.mqttUrl, { clientId: id, protocolVersion: 4, reconnectPeriod: 0 });
+  t.after(() => client.end(true));
+  await new Promise((r) => client.once('connect', r));
+  await client.publishAsync(deviceTopic(id, 'presence'), JSON.stringify({ online: true, agentVersion: '0.1.0', epoch: 1, ts: Date.now() }), { qos: 1 });
+  return client;
 }

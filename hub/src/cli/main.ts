@@ -15,6 +15,7 @@ import { HubClient, ApiError, type ClientOptions } from './hub-client.js';
 import { table, formatBytes } from './output.js';
 import { runDemo } from './demo.js';
 import { readImage, ImageError } from './image-dir.js';
+import { registerOperatorCommands } from './operator-commands.js';
 
 const program = new Command();
 program.name('cairn').description('Cairn edge MLOps fleet manager — operator CLI').showHelpAfterError();
@@ -51,7 +52,7 @@ program
   .action(async (o) => {
     const config = loadHubConfig({ file: o.config, overrides: hubOverrides(o) });
     const hub = await startHub(config);
-    console.error(`cairn hub: API ${hub.httpUrl}  MQTT ${hub.mqttUrl}  admin token in ${hub.adminToken.tokenFile}`);
+    console.error(`cairn hub: API ${hub.httpUrl}  MQTT ${hub.mqttUrl}  admin token in ${hub.adminToken.tokenFile}, admin password in ${hub.adminPasswordFile}`);
     const stop = async () => {
       await hub.close();
       process.exit(0);
@@ -176,6 +177,11 @@ clientOptions(model.command('pull <ref>').description('download the ONNX file of
   },
 );
 
+clientOptions(model.command('approve <ref>').description('approve a version for more than a canary (you must not be the one who pushed it)')).action(async (ref: string, o: Common) => {
+  const m = await client(o).request<ModelInfo & { pushedBy: string | null; approvedBy: string[] }>('POST', `/api/v1/models/${modelPath(ref)}/approve`);
+  print(o, m, () => `${m.name}@${m.version} approved by ${m.approvedBy.join(', ')} (pushed by ${m.pushedBy ?? 'unknown'})`);
+});
+
 clientOptions(
   program
     .command('deploy')
@@ -277,6 +283,8 @@ clientOptions(device.command('label <id> <changes...>').description('set labels 
   const d = await client(o).request<DeviceInfo>('PUT', `/api/v1/devices/${encodeURIComponent(id)}/labels`, { labels });
   print(o, d, () => `${d.id}: ${Object.entries(d.labels).map(([k, v]) => `${k}=${v}`).join(',')}`);
 });
+
+registerOperatorCommands(program, { clientOptions, client, print });
 
 class UsageError extends Error {}
 

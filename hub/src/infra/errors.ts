@@ -8,6 +8,8 @@ export class HubError extends Error {
     readonly code: string,
     readonly statusCode: number,
     message: string,
+    /** Response headers that belong to the answer (`retry-after` on a 429). */
+    readonly headers: Readonly<Record<string, string>> = {},
   ) {
     super(message);
     this.name = 'HubError';
@@ -31,4 +33,19 @@ export const Errors = {
   badHealthPolicy: (message: string) => new HubError('CAIRN_HEALTH_POLICY_INVALID', 422, `${message} (devices would refuse the bundle with reason health_policy)`),
   manifestTooLarge: (size: number, limit: number) => new HubError('CAIRN_MANIFEST_TOO_LARGE', 422, `the manifest would be ${size} bytes; devices accept desired documents up to a budget that leaves ${limit} bytes for it (trim lineage, health probes or the drift reference)`),
   payloadTooLarge: (limit: number) => new HubError('CAIRN_PAYLOAD_TOO_LARGE', 413, `body exceeds ${limit} bytes`),
+
+  // Operators, tokens, sessions, approvals (the access decisions themselves are in modules/operators/access.ts).
+  badCredentials: () => new HubError('CAIRN_BAD_CREDENTIALS', 401, 'wrong username or password'),
+  loginLocked: (retryAfterSeconds: number) =>
+    new HubError('CAIRN_LOGIN_LOCKED', 429, `too many failed logins; try again in ${retryAfterSeconds} s`, { 'retry-after': String(retryAfterSeconds) }),
+  csrf: (header: string) => new HubError('CAIRN_CSRF', 403, `a console request that changes state must carry the ${header} header`),
+  userExists: (username: string) => new HubError('CAIRN_USER_EXISTS', 409, `user ${username} already exists`),
+  userNotFound: (username: string) => new HubError('CAIRN_USER_NOT_FOUND', 404, `user ${username} not found`),
+  lastAdmin: () => new HubError('CAIRN_LAST_ADMIN', 409, 'this would leave the hub without an enabled admin; make another user admin first'),
+  tokenNotFound: (id: string) => new HubError('CAIRN_TOKEN_NOT_FOUND', 404, `token ${id} not found`),
+  roleAboveOwn: (field: string, asked: string, own: string) => new HubError('CAIRN_ROLE_ABOVE_OWN', 403, `${field}: a token cannot have role ${asked}, above your own (${own})`),
+  scopeAboveOwn: (scopes: string[]) => new HubError('CAIRN_SCOPE_ABOVE_OWN', 403, `scopes: your token does not have ${scopes.join(', ')}, so it cannot grant them`),
+  approvalRequired: (ref: string, devices: number, canary: number) =>
+    new HubError('CAIRN_APPROVAL_REQUIRED', 409, `${ref} is not approved: it may run on at most ${canary} device(s) (a canary) until an operator other than the one who pushed it approves it (cairn model approve ${ref}); this would make ${devices}`),
+  selfApproval: (ref: string) => new HubError('CAIRN_SELF_APPROVAL', 403, `${ref} was pushed by you; another operator must approve it`),
 } as const;
