@@ -153,7 +153,12 @@ clientOptions(
 });
 clientOptions(model.command('list').description('list model versions')).action(async (o: Common) => {
   const { models } = await client(o).request<{ models: ModelInfo[] }>('GET', '/api/v1/models');
-  print(o, models, () => table(models.map((m) => ({ ...m, model: `${m.name}@${m.version}`, digest: m.digest.slice(0, 12), size: formatBytes(m.size) })), ['model', 'releaseCounter', 'digest', 'size', 'createdAt']));
+  print(o, models, () =>
+    table(
+      models.map((m) => ({ ...m, model: `${m.name}@${m.version}`, digest: m.digest.slice(0, 12), size: formatBytes(m.size), approvedBy: m.approvedBy.length > 0 ? m.approvedBy.join(',') : 'no (canary only)' })),
+      ['model', 'releaseCounter', 'digest', 'size', 'pushedBy', 'approvedBy', 'createdAt'],
+    ),
+  );
 });
 clientOptions(model.command('show <ref>').description('show one version (name@version) with its signed manifest')).action(async (ref: string, o: Common) => {
   const m = await client(o).request<ModelInfo>('GET', `/api/v1/models/${modelPath(ref)}`);
@@ -164,6 +169,7 @@ clientOptions(model.command('show <ref>').description('show one version (name@ve
       `size      ${formatBytes(m.size)}`,
       `created   ${m.createdAt}`,
       `signed by ${m.signedBy.join(', ')}`,
+      `pushed by ${m.pushedBy ?? 'unknown'}, approved by ${m.approvedBy.length > 0 ? m.approvedBy.join(', ') : 'nobody yet (canary only)'}`,
       `inputs    ${m.inputs.map((t) => `${t.name} ${t.type}[${t.dims.join(',')}]`).join('; ')}`,
       `outputs   ${m.outputs.map((t) => `${t.name} ${t.type}[${t.dims.join(',')}]`).join('; ')}`,
     ].join('\n'),
@@ -178,7 +184,7 @@ clientOptions(model.command('pull <ref>').description('download the ONNX file of
 );
 
 clientOptions(model.command('approve <ref>').description('approve a version for more than a canary (you must not be the one who pushed it)')).action(async (ref: string, o: Common) => {
-  const m = await client(o).request<ModelInfo & { pushedBy: string | null; approvedBy: string[] }>('POST', `/api/v1/models/${modelPath(ref)}/approve`);
+  const m = await client(o).request<ModelInfo>('POST', `/api/v1/models/${modelPath(ref)}/approve`);
   print(o, m, () => `${m.name}@${m.version} approved by ${m.approvedBy.join(', ')} (pushed by ${m.pushedBy ?? 'unknown'})`);
 });
 
@@ -325,6 +331,8 @@ interface ModelInfo {
   size: number;
   createdAt: string;
   signedBy: string[];
+  pushedBy: string | null;
+  approvedBy: string[];
   inputs: { name: string; type: string; dims: (number | string)[] }[];
   outputs: { name: string; type: string; dims: (number | string)[] }[];
 }
