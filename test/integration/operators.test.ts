@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { buildHub, loadHubConfig } from '@cairn/hub';
-import { ACCESS_TABLE, accessRule, roleRank, type Role } from '@cairn/hub/modules/operators/access.js';
+import { COMMANDS } from '@cairn/shared';
+import { ACCESS_TABLE, accessRule, checkAccess, roleRank, type Principal, type Role } from '@cairn/hub/modules/operators/access.js';
 import { startTestHub, type RequestOptions } from '../helpers/hub.js';
 
 const CSRF = { 'x-cairn-csrf': '1' };
@@ -27,6 +28,17 @@ test('every registered route is in the access table, the table names no route th
   const registered = new Set(hub.routes);
   const stale = Object.keys(ACCESS_TABLE).filter((key) => !key.startsWith('CMD ') && !registered.has(key));
   assert.deepEqual(stale, []);
+
+  // Hub → device commands go through the same table and check.
+  const as = (role: Role): Principal => ({ userId: 1, username: 'x', role, scopes: null, via: { kind: 'token', id: 'tok_x' } });
+  for (const command of COMMANDS) {
+    const rule = accessRule('CMD', command);
+    assert.ok(rule, `CMD ${command} in the table`);
+    assert.equal(checkAccess(as('viewer'), rule, `CMD ${command}`)?.code, 'CAIRN_FORBIDDEN');
+    assert.equal(checkAccess(as('operator'), rule, `CMD ${command}`), null);
+    assert.equal(checkAccess({ ...as('admin'), scopes: ['devices:read'] }, rule, `CMD ${command}`)?.code, 'CAIRN_TOKEN_SCOPE');
+  }
+  assert.equal(checkAccess(as('admin'), accessRule('CMD', 'format-disk'), 'CMD format-disk')?.code, 'CAIRN_ACCESS_UNDEFINED');
 
   // A module that adds a route and forgets the table: denied to everyone, the admin included.
   const dataDir = mkdtempSync(join(tmpdir(), 'cairn-hub-'));
