@@ -59,15 +59,15 @@ export async function buildHub(config: HubConfig, options: BuildHubOptions = {})
   const metrics = createMetrics();
   const db = openDatabase(join(config.dataDir, 'cairn.db'));
   const keys = loadOrCreateKeys(config.dataDir, clock());
+  const audit = new AuditLog(db, logger.child({ component: 'audit' }), clock);
+  const operators = new OperatorsService({ repo: new OperatorsRepository(db), audit, config, clock, logger: logger.child({ component: 'operators' }), metrics });
+  const bootstrap = await operators.bootstrap(config.dataDir);
   const broker = await createEmbeddedBroker(logger.child({ component: 'broker' }), {
     denied(action, reason, clientId, topic) {
       metrics.deniedMqtt.inc({ action, reason });
       logger.warn({ action, reason, clientId, topic }, 'mqtt access denied');
     },
   });
-  const audit = new AuditLog(db, logger.child({ component: 'audit' }), clock);
-  const operators = new OperatorsService({ repo: new OperatorsRepository(db), audit, config, clock, logger: logger.child({ component: 'operators' }), metrics });
-  const bootstrap = await operators.bootstrap(config.dataDir);
   const ctx: HubContext = {
     config,
     logger,
