@@ -6,7 +6,7 @@
  * encapsulated plugin that owns its routes, MQTT handlers, tables and jobs.
  */
 import fastifySwagger from '@fastify/swagger';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
 import { pino, type Logger } from 'pino';
 import { join } from 'node:path';
 import { mkdirSync } from 'node:fs';
@@ -16,7 +16,6 @@ import { createEmbeddedBroker, type EmbeddedBroker } from './infra/broker.js';
 import { EventBus } from './infra/bus.js';
 import { loadOrCreateKeys } from './infra/keys.js';
 import { createMetrics } from './infra/metrics.js';
-import { bearerToken, loadOrCreateAdminToken, type TokenCheck } from './infra/auth.js';
 import { HubError } from './infra/errors.js';
 import type { HubContext } from './infra/context.js';
 import { DevicesRepository } from './modules/devices/devices.repository.js';
@@ -33,12 +32,22 @@ import deploymentsPlugin from './modules/deployments/deployments.plugin.js';
 import blobsPlugin from './modules/blobs/blobs.plugin.js';
 import telemetryPlugin from './modules/telemetry/telemetry.plugin.js';
 import consolePlugin from './modules/console/console.plugin.js';
+import { AuditLog } from './modules/audit/audit-log.js';
+import auditPlugin from './modules/audit/audit.plugin.js';
+import { OperatorsRepository } from './modules/operators/operators.repository.js';
+import { OperatorsService } from './modules/operators/operators.service.js';
+import { accessHook } from './modules/operators/access-hook.js';
+import operatorsPlugin from './modules/operators/operators.plugin.js';
 
 export interface Hub {
   app: FastifyInstance;
   ctx: HubContext;
   broker: EmbeddedBroker;
-  adminToken: TokenCheck;
+  /** The bootstrap admin's credentials on disk (0600); the paths are safe to show, the contents never. */
+  adminToken: { tokenFile: string };
+  adminPasswordFile: string;
+  /** Every route registered (`METHOD /pattern`), for checking them against the access table. */
+  routes: string[];
 }
 
 export interface BuildHubOptions {
@@ -46,21 +55,16 @@ export interface BuildHubOptions {
   clock?: () => number;
 }
 
-declare module 'fastify' {
-  interface FastifyContextConfig {
-    /** Routes reachable without an API token. */
-    public?: boolean;
-  }
-}
-
 export async function buildHub(config: HubConfig, options: BuildHubOptions = {}): Promise<Hub> {
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
-  const logger = options.logger ?? pino({ level: config.logLevel, redact: ['req.headers.authorization', 'headers.authorization'] });
+  const logger = options.logger ?? pino({ level: config.logLevel, redact: REDACTED_LOG_PATHS });
   const clock = options.clock ?? Date.now;
   const metrics = createMetrics();
   const db = openDatabase(join(config.dataDir, 'cairn.db'));
   const keys = loadOrCreateKeys(config.dataDir, clock());
-  const adminToken = loadOrCreateAdminToken(config.dataDir);
+  const audit = new AuditLog(db, logger.child({ component: 'audit' }), clock);
+  const operators = new OperatorsService({ repo: new OperatorsRepository(db), audit, config, clock, logger: logger.child({ component: 'operators' }), metrics });
+  const bootstrap = await operators.bootstrap(config.dataDir);
   const devices = new DevicesRepository(db);
   let brokerPort: EmbeddedBroker['port'] | null = null;
   const enrollment = new EnrollmentService({
@@ -99,6 +103,8 @@ export async function buildHub(config: HubConfig, options: BuildHubOptions = {})
     blobs: new BlobStore(config.dataDir),
     deployments: new DeploymentsRepository(db),
     telemetry: new TelemetryRepository(db),
+    operators,
+    audit,
   };
 
   const app = Fastify({
@@ -110,7 +116,7 @@ export async function buildHub(config: HubConfig, options: BuildHubOptions = {})
 
   app.setErrorHandler((error: FastifyError | HubError, request, reply) => {
     if (error instanceof HubError) {
-      return reply.code(error.statusCode).send({ statusCode: error.statusCode, code: error.code, error: httpStatusText(error.statusCode), message: error.message });
+      return reply.code(error.statusCode).headers(error.headers).send({ statusCode: error.statusCode, code: error.code, error: httpStatusText(error.statusCode), message: error.message });
     }
     if (error.validation) {
       return reply.code(400).send({ statusCode: 400, code: 'CAIRN_BAD_REQUEST', error: 'Bad Request', message: error.message });
@@ -125,26 +131,28 @@ export async function buildHub(config: HubConfig, options: BuildHubOptions = {})
     });
   });
 
-  // Decided on the matched route pattern, never the raw URL: `/%61pi/v1/…` routes to `/api/v1/…`
-  // but does not start with "/api/" as typed.
-  app.addHook('onRequest', async (request) => {
-    const route = request.routeOptions.url;
-    if (route === undefined || !route.startsWith('/api/') || request.routeOptions.config?.public) return;
-    if (!adminToken.verify(bearerToken(request.headers.authorization))) throw new HubError('CAIRN_UNAUTHORIZED', 401, 'a valid API token is required (Authorization: Bearer <token>)');
+  // Every route meets the access table (modules/operators/access.ts) before its handler; the
+  // list of registered routes lets a test prove none is missing from it.
+  const routes: string[] = [];
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) routes.push(`${method} ${route.url}`);
   });
+  app.decorateRequest('principal', null);
+  app.decorateRequest('actor', null as unknown as FastifyRequest['actor']);
+  app.addHook('onRequest', accessHook(operators, metrics));
 
   // OpenAPI 3 description of every route, generated from the same TypeBox schemas that validate
   // requests and responses; served at /docs/json.
   await app.register(fastifySwagger, {
     openapi: {
       info: { title: 'Cairn hub API', version: '1', description: 'Edge MLOps fleet manager: models, deployments, devices, telemetry.' },
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
-      security: [{ bearer: [] }],
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' }, session: { type: 'apiKey', in: 'cookie', name: 'cairn_session' } } },
+      security: [{ bearer: [] }, { session: [] }],
     },
   });
   app.get('/docs/json', { schema: { hide: true } }, async () => app.swagger());
 
-  app.get('/api/v1/trust', { config: { public: true } }, async () => ({
+  app.get('/api/v1/trust', async () => ({
     rootPublicKey: Buffer.from(keys.rootPublicKey).toString('base64'),
     rootKeyId: keys.rootKeyId,
     mqttUrl: mqttPublicUrl(config),
@@ -164,6 +172,8 @@ export async function buildHub(config: HubConfig, options: BuildHubOptions = {})
   await app.register(deploymentsPlugin, modules);
   await app.register(blobsPlugin, modules);
   await app.register(telemetryPlugin, modules);
+  await app.register(operatorsPlugin, modules);
+  await app.register(auditPlugin, modules);
   await app.register(consolePlugin, modules);
 
   app.addHook('onClose', async () => {
@@ -171,7 +181,7 @@ export async function buildHub(config: HubConfig, options: BuildHubOptions = {})
     db.close();
   });
 
-  return { app, ctx, broker, adminToken };
+  return { app, ctx, broker, adminToken: { tokenFile: bootstrap.adminTokenFile }, adminPasswordFile: bootstrap.adminPasswordFile, routes };
 }
 
 /** The broker URL devices are told to use. */
@@ -179,6 +189,9 @@ function mqttPublicUrl(config: HubConfig): string {
   return config.mqtt.publicUrl ?? `mqtt://${config.mqtt.host}:${config.mqtt.port}`;
 }
 
+/** Never in a log line, whatever logs a request or a body: credentials and passwords. */
+const REDACTED_LOG_PATHS = ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization', 'headers.cookie', 'password', '*.password', 'body.password', 'secret', '*.secret'];
+
 function httpStatusText(status: number): string {
-  return ({ 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 409: 'Conflict', 413: 'Payload Too Large', 415: 'Unsupported Media Type', 422: 'Unprocessable Entity', 500: 'Internal Server Error' } as Record<number, string>)[status] ?? 'Error';
+  return ({ 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 409: 'Conflict', 429: 'Too Many Requests', 413: 'Payload Too Large', 415: 'Unsupported Media Type', 422: 'Unprocessable Entity', 500: 'Internal Server Error' } as Record<number, string>)[status] ?? 'Error';
 }

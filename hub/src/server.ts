@@ -1,6 +1,6 @@
 /**
- * startHub(config): builds the hub and starts listening for HTTP and MQTT. The admin token is
- * never logged; only the path of the file that holds it.
+ * startHub(config): builds the hub and starts listening for HTTP and MQTT. The admin token and
+ * password are never logged; only the paths of the files that hold them.
  */
 import type { AddressInfo } from 'node:net';
 import { buildHub, type BuildHubOptions, type Hub } from './app.js';
@@ -25,7 +25,7 @@ export async function startHub(config: HubConfig, options: BuildHubOptions = {})
     for (const [host, what] of [[config.http.host, 'HTTP'], [config.mqtt.host, 'MQTT']] as const) {
       if (!isLoopback(host)) hub.ctx.logger.warn({ host }, `${what} listens beyond loopback without TLS; TLS support arrives with the security capability`);
     }
-    hub.ctx.logger.info({ http: httpUrl, mqtt: mqttUrl, dataDir: config.dataDir, adminTokenFile: hub.adminToken.tokenFile }, 'hub listening');
+    hub.ctx.logger.info({ http: httpUrl, mqtt: mqttUrl, dataDir: config.dataDir, adminTokenFile: hub.adminToken.tokenFile, adminPasswordFile: hub.adminPasswordFile }, 'hub listening');
     return { ...hub, httpUrl, mqttUrl, close: () => hub.app.close() };
   } catch (err) {
     await hub.app.close();

@@ -129,8 +129,9 @@ async function transferAndDeploy(dir: string): Promise<Pick<FoundationResult, 't
   const hub = await startHub(loadHubConfig({ env: {}, overrides: { dataDir: join(dir, 'hub'), logLevel: 'silent', http: { port: 0 }, mqtt: { port: 0 } } }));
   const token = readFileSync(hub.adminToken.tokenFile, 'utf8').trim();
   const trust = (await (await fetch(`${hub.httpUrl}/api/v1/trust`)).json()) as { rootPublicKey: string; mqttUrl: string };
+  const enrollToken = ((await (await fetch(`${hub.httpUrl}/api/v1/enrollment-tokens`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: '{}' })).json()) as { token: string }).token;
   const agent: Agent = createAgent(
-    parseConfig({ deviceId: 'bench-1', stateDir: join(dir, 'agent'), mqttUrl: trust.mqttUrl, rootPublicKey: trust.rootPublicKey, labels: {}, api: { host: '127.0.0.1', port: 0 }, telemetryIntervalMs: 60_000, source: { kind: 'none' } }),
+    parseConfig({ deviceId: 'bench-1', stateDir: join(dir, 'agent'), mqttUrl: trust.mqttUrl, rootPublicKey: trust.rootPublicKey, labels: {}, api: { host: '127.0.0.1', port: 0 }, telemetryIntervalMs: 60_000, source: { kind: 'none' }, enrollment: { hubUrl: hub.httpUrl, token: enrollToken } }),
     { logger: silent },
   );
   await agent.start();

@@ -1,10 +1,11 @@
 /**
  * The console in a real browser (Debian's chromium through playwright-core) against a real hub
- * with a simulated fleet: sign in, see the fleet, filter it, follow a deployment live.
+ * with a simulated fleet: sign in through the form (session cookie), see the fleet, filter it,
+ * follow a deployment live, sign out, sign in as a viewer.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -16,9 +17,10 @@ import { waitFor } from '../helpers/wait.js';
 
 const DEVICES = 6;
 
-test('fleet page: token sign-in, live device list, selector-style filter, deployment progress', async (t) => {
+test('fleet page: password sign-in, live device list, selector-style filter, deployment progress', async (t) => {
   const hub = await startTestHub(t);
   await hub.api('POST', '/api/v1/models?name=pdm&version=1.0.0', buildDemoModel({ seed: 5 }).bytes);
+  await hub.approve('pdm@1.0.0');
   const stateRoot = mkdtempSync(join(tmpdir(), 'cairn-e2e-fleet-'));
   t.after(() => rmSync(stateRoot, { recursive: true, force: true }));
   const fleet = await simulateFleet({ hubUrl: hub.httpUrl, devices: DEVICES, stateRoot, seed: 3, telemetryIntervalMs: 500, logger: pino({ level: 'silent' }), enrollmentToken: hub.enrollment.token });
@@ -29,18 +31,30 @@ test('fleet page: token sign-in, live device list, selector-style filter, deploy
   t.after(() => browser.close());
   const { page } = browser;
 
-  // Without a token: the sign-in panel; a wrong token is refused with the one error banner.
+  const signIn = async (username: string, password: string) => {
+    await page.getByTestId('username-input').fill(username);
+    await page.getByTestId('password-input').fill(password);
+    await page.getByTestId('sign-in-submit').click();
+  };
+
+  // Without a session: the sign-in panel; a wrong password is refused with the one error banner.
   await page.goto(hub.httpUrl);
-  await page.getByTestId('token-input').fill('cairn_not-the-token');
-  await page.getByTestId('sign-in-submit').click();
+  await signIn('admin', 'not-the-password');
   await page.getByTestId('error-banner').waitFor();
-  assert.equal(await page.getByTestId('error-banner').getAttribute('data-error-code'), 'CAIRN_UNAUTHORIZED');
+  assert.equal(await page.getByTestId('error-banner').getAttribute('data-error-code'), 'CAIRN_BAD_CREDENTIALS');
   await screenshot(page, 'console-signin-refused');
 
-  // The URL `cairn demo` prints signs in and the token leaves the address bar.
-  await page.goto(`${hub.httpUrl}/#token=${hub.token}`);
+  // The admin's password from <data>/admin-password signs in; the session is an HttpOnly cookie
+  // the page's scripts cannot read, and nothing is kept in the page's storage.
+  await signIn('admin', readFileSync(hub.adminPasswordFile, 'utf8').trim());
   await page.getByTestId('device-row').nth(DEVICES - 1).waitFor();
-  assert.ok(!page.url().includes(hub.token), 'token removed from the address bar');
+  assert.equal((await page.getByTestId('whoami').textContent())?.replace(/\s+/g, ' ').trim(), 'admin admin');
+  const [cookie] = await browser.context.cookies(hub.httpUrl);
+  assert.equal(cookie?.name, 'cairn_session');
+  assert.equal(cookie?.httpOnly, true);
+  assert.equal(cookie?.sameSite, 'Strict');
+  assert.equal(await page.evaluate('document.cookie'), '');
+  assert.equal(await page.evaluate('sessionStorage.length + localStorage.length'), 0);
   assert.equal(await page.getByTestId('device-row').count(), DEVICES);
   await waitFor('online counter', async () => (await page.getByTestId('summary-online').textContent())?.trim() === String(DEVICES));
   const ids = await page.getByTestId('device-row').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-device-id')));
@@ -70,5 +84,17 @@ test('fleet page: token sign-in, live device list, selector-style filter, deploy
 
   await page.setViewportSize({ width: 390, height: 800 });
   await screenshot(page, 'console-fleet-narrow');
+  await page.setViewportSize({ width: 1280, height: 800 });
+
+  // Signing out ends the session on the hub: a reload shows the sign-in panel again.
+  await page.getByTestId('sign-out').click();
+  await page.getByTestId('sign-in').waitFor();
+  await page.reload();
+  await page.getByTestId('sign-in').waitFor();
+
+  // A viewer sees the fleet and their role.
+  await signIn('watcher', await hub.createUser('watcher', 'viewer'));
+  await page.getByTestId('device-row').nth(DEVICES - 1).waitFor();
+  assert.equal(await page.getByTestId('role').getAttribute('data-role'), 'viewer');
   assert.deepEqual(browser.pageErrors, []);
 });

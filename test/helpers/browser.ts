@@ -5,7 +5,7 @@
  *
  *   const browser = await launchBrowser();
  *   t.after(() => browser.close());
- *   await browser.page.goto(`${hubUrl}/#token=${token}`);
+ *   await browser.page.goto(hubUrl);   // then sign in through the form
  */
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';

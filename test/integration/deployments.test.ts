@@ -2,21 +2,13 @@
  * Deployments under concurrency and hostile device reports: the broker's retained desired
  * document is always the newest one the hub signed, and no device report can break signing.
  */
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import mqtt, { type MqttClient } from 'mqtt';
+import type { MqttClient } from 'mqtt';
 import { deviceTopic, type ReportedT, type SignedDesiredT } from '@cairn/shared';
 import { buildDemoModel } from '@cairn/hub/training/demo-model.js';
-import { startTestHub, type TestHub } from '../helpers/hub.js';
+import { connectDevice, startTestHub } from '../helpers/hub.js';
 import { waitFor } from '../helpers/wait.js';
-
-async function device(t: TestContext, hub: TestHub, id: string): Promise<MqttClient> {
-  const client = mqtt.connect(hub.mqttUrl, { clientId: id, protocolVersion: 4, reconnectPeriod: 0, ...(await hub.enroll(id)) });
-  t.after(() => client.end(true));
-  await new Promise((r) => client.once('connect', r));
-  await client.publishAsync(deviceTopic(id, 'presence'), JSON.stringify({ online: true, agentVersion: '0.1.0', epoch: 1, ts: Date.now() }), { qos: 1 });
-  return client;
-}
 
 async function retainedDesired(client: MqttClient, id: string): Promise<SignedDesiredT> {
   const topic = deviceTopic(id, 'desired');
@@ -29,8 +21,10 @@ test('concurrent deployments leave every device with the newest signed document 
   const hub = await startTestHub(t);
   await hub.api('POST', '/api/v1/models?name=pdm&version=1.0.0', buildDemoModel({ seed: 1 }).bytes);
   await hub.api('POST', '/api/v1/models?name=pdm&version=2.0.0', buildDemoModel({ seed: 2 }).bytes);
+  await hub.approve('pdm@1.0.0');
+  await hub.approve('pdm@2.0.0');
   const ids = Array.from({ length: 60 }, (_, i) => `cell-${String(i).padStart(2, '0')}`);
-  const clients = await Promise.all(ids.map((id) => device(t, hub, id)));
+  const clients = await Promise.all(ids.map((id) => connectDevice(t, hub, id)));
   await waitFor('all registered', () => hub.ctx.devices.list().length === ids.length);
 
   const [a, b] = await Promise.all([
@@ -52,8 +46,9 @@ test('concurrent deployments leave every device with the newest signed document 
 test('a device reporting an absurd last seq cannot break deployments or re-signing', async (t) => {
   const hub = await startTestHub(t);
   await hub.api('POST', '/api/v1/models?name=pdm&version=1.0.0', buildDemoModel({ seed: 1 }).bytes);
-  const client = await device(t, hub, 'liar-1');
-  await device(t, hub, 'honest-1');
+  await hub.approve('pdm@1.0.0');
+  const client = await connectDevice(t, hub, 'liar-1');
+  await connectDevice(t, hub, 'honest-1');
   const reported: ReportedT = {
     agentVersion: '0.1.0',
     ts: Date.now(),

@@ -137,7 +137,8 @@ test('with the reference vibration model, simulated machines are diagnosed: an i
   const faulty = await startAgent(t, hub, 'pump-3', { site: 'p' }, undefined, { machine: 'pump-1800', fault: 'imbalance', severity: 0.8 });
   const healthy = await startAgent(t, hub, 'fan-9', { site: 'p' }, undefined, { machine: 'fan-1200' });
   await waitFor('both online', () => hub.ctx.devices.list().filter((d) => d.online).length === 2);
-  await hub.api('POST', '/api/v1/deployments', { model: 'pdm-vibration@1.0.0', selector: 'site=p' });
+  await hub.approve('pdm-vibration@1.0.0');
+  assert.equal((await hub.api('POST', '/api/v1/deployments', { model: 'pdm-vibration@1.0.0', selector: 'site=p' })).status, 201);
   await waitFor('40 windows each', () => faulty.status.source!.machine!.windows >= 40 && healthy.status.source!.machine!.windows >= 40, { timeoutMs: 60_000 });
   for (const [agent, truth] of [[faulty, 'imbalance'], [healthy, 'healthy']] as const) {
     const stats = agent.status.source!.machine!;

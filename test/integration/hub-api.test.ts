@@ -128,9 +128,8 @@ test('the console is served at / with an SPA fallback, and unknown API paths sta
   const api = await hub.api('GET', '/api/v1/nothing-here');
   assert.equal(api.status, 404);
   assert.equal(api.body.code, 'CAIRN_NOT_FOUND');
-  const openapi = (await (await fetch(`${hub.httpUrl}/docs/json`)).json()) as { openapi: string; paths: Record<string, Record<string, unknown>> };
+  const openapi = (await hub.api('GET', '/docs/json')).body as { openapi: string; paths: Record<string, Record<string, unknown>> };
   assert.match(openapi.openapi, /^3\./);
   for (const path of ['/api/v1/devices', '/api/v1/models', '/api/v1/deployments', '/api/v1/devices/{id}/telemetry']) assert.ok(openapi.paths[path], path);
-  const metrics = await fetch(`${hub.httpUrl}/metrics`);
-  assert.match(await metrics.text(), /cairn_hub_rejected_messages_total/);
+  assert.match((await hub.api('GET', '/metrics')).body, /cairn_hub_rejected_messages_total/);
 });

@@ -24,7 +24,7 @@ const publish = (c: MqttClient, topic: string, payload: string | Buffer, retain 
   new Promise<void>((resolve, reject) => c.publish(topic, payload, { qos: 1, retain }, (err) => (err ? reject(err) : resolve())));
 
 async function metric(hub: TestHub, name: string, labels: Record<string, string>): Promise<number> {
-  const text = await (await fetch(`${hub.httpUrl}/metrics`)).text();
+  const text: string = (await hub.api('GET', '/metrics')).body;
   const wanted = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
   const line = text.split('\n').find((l) => l.startsWith(name + '{') && wanted.every((w) => l.includes(w)));
   return line ? Number(line.split(' ').pop()) : 0;

@@ -41,6 +41,14 @@ export interface Device {
   deployment: DeploymentState | null;
 }
 
+export type Role = 'viewer' | 'operator' | 'admin';
+
+/** Who the console is signed in as (`GET /api/v1/session`). */
+export interface Operator {
+  username: string;
+  role: Role;
+}
+
 export interface DeviceList {
   devices: Device[];
   total: number;
@@ -80,11 +88,15 @@ export class ApiError extends Error {
   }
 }
 
+/**
+ * The hub refuses a cookie-authenticated request that changes state unless it carries this
+ * header (a cross-site page cannot add one without a CORS preflight the hub never grants).
+ */
+export const CSRF_HEADER = 'x-cairn-csrf';
+
 export interface ApiOptions {
   /** Origin of the hub; '' (the default) means the page's own origin. */
   baseUrl?: string;
-  /** Read on every request, so signing in or out takes effect immediately. */
-  token: () => string | null;
   /** Called for every 401, before the error is thrown to the caller. */
   onUnauthorized?: (error: ApiError) => void;
   timeoutMs?: number;
@@ -112,9 +124,9 @@ export function createApi(options: ApiOptions) {
     signal?.addEventListener('abort', forwardAbort, { once: true });
     if (signal?.aborted) controller.abort();
 
+    // The session is an HttpOnly cookie the browser sends by itself; the page never sees it.
     const headers: Record<string, string> = { accept: 'application/json' };
-    const token = options.token();
-    if (token) headers.authorization = `Bearer ${token}`;
+    if (method !== 'GET') headers[CSRF_HEADER] = '1';
     if (body !== undefined) headers['content-type'] = 'application/json';
 
     try {
@@ -126,6 +138,7 @@ export function createApi(options: ApiOptions) {
           body: body === undefined ? undefined : JSON.stringify(body),
           signal: controller.signal,
           cache: 'no-store',
+          credentials: 'same-origin',
         });
       } catch (error) {
         if (timedOut) throw new ApiError(0, CLIENT_ERRORS.timeout, `The hub did not answer within ${Math.round(timeoutMs / 1000)} s.`);
@@ -151,6 +164,20 @@ export function createApi(options: ApiOptions) {
   }
 
   return {
+    /** The signed-in operator, or an ApiError with status 401 when there is no valid session. */
+    whoami(signal?: AbortSignal): Promise<Operator> {
+      return request<Operator>('GET', '/api/v1/session', { signal });
+    },
+
+    /** Sets the session cookie. Wrong credentials are a 401, a throttled login a 429 whose message says when to retry. */
+    login(username: string, password: string): Promise<Operator> {
+      return request<Operator>('POST', '/api/v1/session', { body: { username, password } });
+    },
+
+    logout(): Promise<void> {
+      return request<void>('DELETE', '/api/v1/session');
+    },
+
     async listDevices(signal?: AbortSignal): Promise<DeviceList> {
       const list = await request<DeviceList>('GET', '/api/v1/devices', { signal });
       if (!list || !Array.isArray(list.devices)) {

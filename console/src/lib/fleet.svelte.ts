@@ -68,8 +68,8 @@ export class FleetStore {
     if (this.#running) return () => this.stop();
     this.#running = true;
     document.addEventListener('visibilitychange', this.#onVisibility);
-    // Untracked: the first request reads the session token synchronously, and an effect calling
-    // start() must not restart polling whenever that (or any other state read on the way) changes.
+    // Untracked: an effect calling start() must not restart polling whenever some state read on
+    // the way to the first request changes.
     untrack(() => void this.#poll());
     return () => this.stop();
   }

@@ -1,99 +1,70 @@
 /**
- * Who the console is signed in as: an API token, nothing more (roles come with the auth module).
+ * Who the console is signed in as.
  *
- * Token flow: `cairn demo` prints a URL ending in `#token=<token>`. On start the console takes the
- * token from the fragment (a fragment never reaches a server or a Referer header), keeps it in
- * sessionStorage under `cairn.token` (per tab, gone when the tab closes) and removes it from the
- * address bar so it does not stay in history, bookmarks or screenshots. Without a token, or when
- * the hub answers 401, the sign-in panel asks for one.
+ * The hub keeps the session: `POST /api/v1/session` sets an HttpOnly, SameSite=Strict cookie the
+ * page cannot read, so no credential is ever stored by the console (no token in the URL, in
+ * sessionStorage or in memory). On start the console asks `GET /api/v1/session`; a 401 there, or
+ * from any later request, shows the sign-in panel.
+ *
+ * Roles: the hub decides every request on its own (a viewer gets 403 for an action). The console
+ * shows the role beside the user's name; it offers no state-changing action yet, so there is no
+ * button to hide from viewers. The first one must check `operator.role` before it renders.
  */
-import type { ApiError } from './api';
+import type { Api, ApiError, Operator } from './api';
 
-export const TOKEN_STORAGE_KEY = 'cairn.token';
-
-/**
- * Accepts what an operator is likely to paste: the bare token, `Bearer <token>`, or the whole URL
- * printed by `cairn demo`. Returns null when nothing usable is left.
- */
-export function parseToken(input: string): string | null {
-  let text = input.trim();
-  const fragment = text.indexOf('#');
-  if (fragment >= 0) {
-    const fromUrl = new URLSearchParams(text.slice(fragment + 1)).get('token');
-    if (fromUrl) text = fromUrl.trim();
-  }
-  text = text.replace(/^bearer\s+/i, '');
-  return text === '' || /\s/.test(text) ? null : text;
-}
-
-/** Removes `token=` from the fragment, keeping any other fragment parameters, and returns it. */
-export function takeTokenFromLocation(location: Location, history: History): string | null {
-  if (!location.hash.startsWith('#')) return null;
-  const params = new URLSearchParams(location.hash.slice(1));
-  const raw = params.get('token');
-  if (raw === null) return null;
-  params.delete('token');
-  const rest = params.toString();
-  history.replaceState(history.state, '', `${location.pathname}${location.search}${rest ? `#${rest}` : ''}`);
-  return parseToken(raw);
-}
-
-/** sessionStorage can be unavailable (disabled storage, some private modes); the tab then forgets on reload. */
-function readStored(): string | null {
-  try {
-    return sessionStorage.getItem(TOKEN_STORAGE_KEY);
-  } catch {
-    return null;
-  }
-}
-
-function writeStored(token: string | null): void {
-  try {
-    if (token === null) sessionStorage.removeItem(TOKEN_STORAGE_KEY);
-    else sessionStorage.setItem(TOKEN_STORAGE_KEY, token);
-  } catch {
-    // Kept in memory only.
-  }
-}
+export type SessionState = 'checking' | 'signed-out' | 'signed-in';
 
 export class Session {
-  token = $state<string | null>(null);
-  /** Why the sign-in panel is showing when it is not the first visit: the hub refused the token. */
+  operator = $state.raw<Operator | null>(null);
+  state = $state<SessionState>('checking');
+  /** Why the sign-in panel is showing when it is not the first visit: the hub ended the session. */
   rejection = $state.raw<ApiError | null>(null);
 
-  /**
-   * Call once at start-up, before anything talks to the hub. Also watches the fragment: pasting
-   * the `cairn demo` URL into the address bar of an open console changes only the hash, which
-   * does not reload the page.
-   */
-  restore(): void {
-    const fromUrl = takeTokenFromLocation(window.location, window.history);
-    if (fromUrl !== null) writeStored(fromUrl);
-    this.token = fromUrl ?? readStored();
-    window.addEventListener('hashchange', () => {
-      const token = takeTokenFromLocation(window.location, window.history);
-      if (token !== null) this.signIn(token);
-    });
+  #api: Api | undefined;
+
+  /** Call once at start-up with the app's API client: asks the hub whether a session exists. */
+  async restore(api: Api): Promise<void> {
+    this.#api = api;
+    try {
+      this.#signedIn(await api.whoami());
+    } catch {
+      // 401 (no session) or an unreachable hub: either way, the sign-in panel.
+      if (this.state === 'checking') this.state = 'signed-out';
+    }
   }
 
-  signIn(token: string): void {
-    writeStored(token);
-    this.token = token;
-    this.rejection = null;
+  /** Throws the hub's ApiError (wrong credentials, throttled) for the sign-in panel to show. */
+  async signIn(username: string, password: string): Promise<void> {
+    this.#signedIn(await this.#require().login(username, password));
   }
 
-  signOut(): void {
-    writeStored(null);
-    this.token = null;
-    this.rejection = null;
+  async signOut(): Promise<void> {
+    try {
+      await this.#require().logout();
+    } finally {
+      this.operator = null;
+      this.rejection = null;
+      this.state = 'signed-out';
+    }
   }
 
-  /** The hub answered 401: forget the token and show why on the sign-in panel. */
+  /** The hub answered 401 to a request: the session ended (expired, logged out elsewhere, user disabled). */
   reject(error: ApiError): void {
-    if (this.token === null) return;
-    writeStored(null);
-    this.token = null;
+    if (this.state !== 'signed-in') return;
+    this.operator = null;
     this.rejection = error;
+    this.state = 'signed-out';
+  }
+
+  #signedIn(operator: Operator): void {
+    this.operator = operator;
+    this.rejection = null;
+    this.state = 'signed-in';
+  }
+
+  #require(): Api {
+    if (!this.#api) throw new Error('session.restore(api) was not called');
+    return this.#api;
   }
 }
 

@@ -24,6 +24,9 @@ export interface DemoOptions {
 const DEMO_MODEL = 'pdm-vibration';
 const DEMO_TRIAL_MS = 10_000;
 const IMAGES_DIR = fileURLToPath(new URL('../../../firmware-images', import.meta.url));
+/** Approved by the demo's second operator, so they may go to the whole fleet (four eyes). */
+const DEMO_APPROVED = ['1.0.0', '1.1.0'];
+const DEMO_REVIEWER = 'reviewer';
 const DEMO_IMAGES = ['pdm-vibration-1.0.0-int8', 'pdm-vibration-1.1.0-int8', 'pdm-vibration-1.0.1-nan', 'pdm-vibration-1.0.1-slow', 'pdm-vibration-1.0.1-collapsed'];
 
 export async function runDemo(options: DemoOptions): Promise<void> {
@@ -47,6 +50,8 @@ export async function runDemo(options: DemoOptions): Promise<void> {
       if (!(err instanceof ApiError && err.code === 'CAIRN_MODEL_EXISTS')) throw err;
     }
   }
+
+  await approveAsReviewer(api, hub.httpUrl, say);
 
   // What operators watch for: maintenance alerts and deployments a device refused or rolled back.
   hub.ctx.bus.on('device.event', ({ deviceId, event }) => {
@@ -94,7 +99,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
   const faulty = simDeviceId(faultyIndex);
   const faultyMachine = `${machines[faultyIndex]?.machine ?? 'pump-1800'} with ${machines[faultyIndex]?.fault ?? 'no fault'}`;
   console.log(`
-  Console:  ${hub.httpUrl}/#token=${token}
+  Console:  ${hub.httpUrl}/   sign in as admin, password in ${hub.adminPasswordFile}
   CLI:      export CAIRN_HUB_URL=${hub.httpUrl} CAIRN_TOKEN=$(cat ${hub.adminToken.tokenFile})
             node hub/dist/cli/main.js device list
             node hub/dist/cli/main.js deploy --model ${DEMO_MODEL}@1.1.0 --selector site=plant-1
@@ -116,6 +121,28 @@ export async function runDemo(options: DemoOptions): Promise<void> {
   };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
+}
+
+/**
+ * The approval policy holds in the demo too: the admin pushed the reference images, so a second
+ * operator, `reviewer`, approves the good versions through a console session of its own. Its
+ * password is replaced on each run that needs it (nobody else uses that account).
+ */
+async function approveAsReviewer(admin: HubClient, hubUrl: string, say: (line: string) => void): Promise<void> {
+  const missing: string[] = [];
+  for (const version of DEMO_APPROVED) {
+    const m = await admin.request<{ approvedBy: string[] }>('GET', `/api/v1/models/${DEMO_MODEL}/${version}`);
+    if (m.approvedBy.length === 0) missing.push(version);
+  }
+  if (missing.length === 0) return;
+  const { users } = await admin.request<{ users: { username: string }[] }>('GET', '/api/v1/users');
+  const password = users.some((u) => u.username === DEMO_REVIEWER)
+    ? (await admin.request<{ password: string }>('POST', `/api/v1/users/${DEMO_REVIEWER}/password`)).password
+    : (await admin.request<{ password: string }>('POST', '/api/v1/users', { username: DEMO_REVIEWER, role: 'operator' })).password;
+  const reviewer = await HubClient.login(hubUrl, DEMO_REVIEWER, password);
+  for (const version of missing) await reviewer.request('POST', `/api/v1/models/${DEMO_MODEL}/${version}/approve`);
+  await reviewer.request('DELETE', '/api/v1/session');
+  say(`${DEMO_REVIEWER} (a second operator) approved ${missing.map((v) => `${DEMO_MODEL}@${v}`).join(', ')} for the whole fleet`);
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

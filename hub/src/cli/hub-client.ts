@@ -4,7 +4,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ADMIN_TOKEN_FILE } from '../infra/auth.js';
+import { ADMIN_TOKEN_FILE, CSRF_HEADER } from '../infra/auth.js';
 
 export class ApiError extends Error {
   constructor(
@@ -26,7 +26,18 @@ export class HubClient {
   constructor(
     readonly baseUrl: string,
     private readonly token: string | undefined,
+    /** Sent with every request: a session cookie and the CSRF header, for a client made by `login`. */
+    private readonly extraHeaders: Readonly<Record<string, string>> = {},
   ) {}
+
+  /** A client that acts as a user through a console session (what a browser does), not a token. */
+  static async login(baseUrl: string, username: string, password: string): Promise<HubClient> {
+    const csrf = { [CSRF_HEADER]: '1' };
+    const response = await new HubClient(baseUrl, undefined, csrf).send('POST', '/api/v1/session', { username, password });
+    const cookie = response.headers.get('set-cookie')?.split(';')[0];
+    if (!cookie) throw new ApiError(response.status, 'CAIRN_NO_SESSION', 'the hub answered the login without a session cookie');
+    return new HubClient(baseUrl, undefined, { ...csrf, cookie });
+  }
 
   static from(options: ClientOptions, env: NodeJS.ProcessEnv = process.env): HubClient {
     const baseUrl = (options.hub ?? env.CAIRN_HUB_URL ?? 'http://127.0.0.1:8080').replace(/\/+$/, '');
@@ -38,8 +49,14 @@ export class HubClient {
     return new HubClient(baseUrl, token);
   }
 
-  async request<T>(method: string, path: string, body?: unknown, init: { raw?: Buffer | Uint8Array; contentType?: string; onProgress?: (sent: number, total: number) => void } = {}): Promise<T> {
-    const headers: Record<string, string> = {};
+  async request<T>(method: string, path: string, body?: unknown, init: RequestOptions = {}): Promise<T> {
+    const response = await this.send(method, path, body, init);
+    return (await response.text().then((text) => (text ? safeJson(text) : undefined))) as T;
+  }
+
+  /** The answer to a request, which succeeded; an error answer throws an ApiError. */
+  private async send(method: string, path: string, body?: unknown, init: RequestOptions = {}): Promise<Response> {
+    const headers: Record<string, string> = { ...this.extraHeaders };
     if (this.token) headers.authorization = `Bearer ${this.token}`;
     let payload: RequestInit['body'];
     if (init.raw) {
@@ -57,23 +74,23 @@ export class HubClient {
     } catch (err) {
       throw new ApiError(0, 'CAIRN_HUB_UNREACHABLE', `cannot reach the hub at ${this.baseUrl}: ${(err as Error & { cause?: Error }).cause?.message ?? (err as Error).message}`);
     }
-    const text = await response.text();
-    const json = text ? safeJson(text) : undefined;
     if (!response.ok) {
-      const e = (json ?? {}) as { code?: string; message?: string };
+      const text = await response.text();
+      const e = (safeJson(text) ?? {}) as { code?: string; message?: string };
       throw new ApiError(response.status, e.code ?? `HTTP_${response.status}`, e.message ?? (text.slice(0, 200) || response.statusText));
     }
-    return json as T;
+    return response;
   }
 
   async download(path: string): Promise<Buffer> {
-    const response = await fetch(`${this.baseUrl}${path}`, { headers: this.token ? { authorization: `Bearer ${this.token}` } : {} });
-    if (!response.ok) {
-      const e = (safeJson(await response.text()) ?? {}) as { code?: string; message?: string };
-      throw new ApiError(response.status, e.code ?? `HTTP_${response.status}`, e.message ?? response.statusText);
-    }
-    return Buffer.from(await response.arrayBuffer());
+    return Buffer.from(await (await this.send('GET', path)).arrayBuffer());
   }
+}
+
+interface RequestOptions {
+  raw?: Buffer | Uint8Array;
+  contentType?: string;
+  onProgress?: (sent: number, total: number) => void;
 }
 
 /** The bytes as a stream that reports how much of them fetch has read. */

@@ -15,6 +15,7 @@ import { HubClient, ApiError, type ClientOptions } from './hub-client.js';
 import { table, formatBytes } from './output.js';
 import { runDemo } from './demo.js';
 import { readImage, ImageError } from './image-dir.js';
+import { registerOperatorCommands } from './operator-commands.js';
 
 const program = new Command();
 program.name('cairn').description('Cairn edge MLOps fleet manager — operator CLI').showHelpAfterError();
@@ -51,7 +52,7 @@ program
   .action(async (o) => {
     const config = loadHubConfig({ file: o.config, overrides: hubOverrides(o) });
     const hub = await startHub(config);
-    console.error(`cairn hub: API ${hub.httpUrl}  MQTT ${hub.mqttUrl}  admin token in ${hub.adminToken.tokenFile}`);
+    console.error(`cairn hub: API ${hub.httpUrl}  MQTT ${hub.mqttUrl}  admin token in ${hub.adminToken.tokenFile}, admin password in ${hub.adminPasswordFile}`);
     const stop = async () => {
       await hub.close();
       process.exit(0);
@@ -152,7 +153,12 @@ clientOptions(
 });
 clientOptions(model.command('list').description('list model versions')).action(async (o: Common) => {
   const { models } = await client(o).request<{ models: ModelInfo[] }>('GET', '/api/v1/models');
-  print(o, models, () => table(models.map((m) => ({ ...m, model: `${m.name}@${m.version}`, digest: m.digest.slice(0, 12), size: formatBytes(m.size) })), ['model', 'releaseCounter', 'digest', 'size', 'createdAt']));
+  print(o, models, () =>
+    table(
+      models.map((m) => ({ ...m, model: `${m.name}@${m.version}`, digest: m.digest.slice(0, 12), size: formatBytes(m.size), approvedBy: m.approvedBy.length > 0 ? m.approvedBy.join(',') : 'no (canary only)' })),
+      ['model', 'releaseCounter', 'digest', 'size', 'pushedBy', 'approvedBy', 'createdAt'],
+    ),
+  );
 });
 clientOptions(model.command('show <ref>').description('show one version (name@version) with its signed manifest')).action(async (ref: string, o: Common) => {
   const m = await client(o).request<ModelInfo>('GET', `/api/v1/models/${modelPath(ref)}`);
@@ -163,6 +169,7 @@ clientOptions(model.command('show <ref>').description('show one version (name@ve
       `size      ${formatBytes(m.size)}`,
       `created   ${m.createdAt}`,
       `signed by ${m.signedBy.join(', ')}`,
+      `pushed by ${m.pushedBy ?? 'unknown'}, approved by ${m.approvedBy.length > 0 ? m.approvedBy.join(', ') : 'nobody yet (canary only)'}`,
       `inputs    ${m.inputs.map((t) => `${t.name} ${t.type}[${t.dims.join(',')}]`).join('; ')}`,
       `outputs   ${m.outputs.map((t) => `${t.name} ${t.type}[${t.dims.join(',')}]`).join('; ')}`,
     ].join('\n'),
@@ -175,6 +182,11 @@ clientOptions(model.command('pull <ref>').description('download the ONNX file of
     print(o, { file: o.output, size: bytes.length }, () => `wrote ${o.output} (${formatBytes(bytes.length)})`);
   },
 );
+
+clientOptions(model.command('approve <ref>').description('approve a version for more than a canary (you must not be the one who pushed it)')).action(async (ref: string, o: Common) => {
+  const m = await client(o).request<ModelInfo>('POST', `/api/v1/models/${modelPath(ref)}/approve`);
+  print(o, m, () => `${m.name}@${m.version} approved by ${m.approvedBy.join(', ')} (pushed by ${m.pushedBy ?? 'unknown'})`);
+});
 
 clientOptions(
   program
@@ -336,6 +348,8 @@ function collectLabels(value: string, previous: Record<string, string>): Record<
   return { ...previous, [value.slice(0, at)]: value.slice(at + 1) };
 }
 
+registerOperatorCommands(program, { clientOptions, client, print });
+
 class UsageError extends Error {}
 
 function positiveInt(value: string): number {
@@ -375,6 +389,8 @@ interface ModelInfo {
   size: number;
   createdAt: string;
   signedBy: string[];
+  pushedBy: string | null;
+  approvedBy: string[];
   inputs: { name: string; type: string; dims: (number | string)[] }[];
   outputs: { name: string; type: string; dims: (number | string)[] }[];
 }

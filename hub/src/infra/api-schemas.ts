@@ -16,5 +16,6 @@ export const iso = (ms: number | null | undefined): string | null => (ms === nul
 export const errorResponses = {
   400: ErrorResponse,
   401: ErrorResponse,
+  403: ErrorResponse,
   404: ErrorResponse,
 } as const;

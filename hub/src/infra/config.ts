@@ -48,6 +48,29 @@ export const HubConfigSchema = Type.Object(
       { additionalProperties: false, default: {} },
     ),
     console: Type.Object({ dir: Type.Optional(Type.String()) }, { additionalProperties: false, default: {} }),
+    auth: Type.Object(
+      {
+        /** Marks the session cookie `Secure`. Off while the hub serves plain HTTP; turn on behind TLS. */
+        cookieSecure: Type.Boolean({ default: false }),
+        /** A console session ends after this long without a request… */
+        sessionIdleMinutes: Type.Number({ exclusiveMinimum: 0, default: 60 }),
+        /** …and this long after login, whatever the activity. */
+        sessionAbsoluteHours: Type.Number({ exclusiveMinimum: 0, default: 12 }),
+        /** Consecutive failed logins (per username and per source address) before a lockout. */
+        loginMaxFailures: Type.Integer({ minimum: 1, default: 5 }),
+        /** The first lockout; each further failure doubles it, up to loginMaxLockoutSeconds. */
+        loginLockoutSeconds: Type.Number({ exclusiveMinimum: 0, default: 30 }),
+        loginMaxLockoutSeconds: Type.Number({ exclusiveMinimum: 0, default: 900 }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    approval: Type.Object(
+      {
+        /** How many devices an unapproved model version may run on at most (the canary). */
+        canaryDevices: Type.Integer({ minimum: 0, default: 1 }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
   },
   { additionalProperties: false },
 );

@@ -16,6 +16,8 @@ import type { BlobStore } from '../modules/registry/blob-store.js';
 import type { DeploymentsRepository } from '../modules/deployments/deployments.repository.js';
 import type { TelemetryRepository } from '../modules/telemetry/telemetry.repository.js';
 import type { EnrollmentService } from '../modules/enrollment/enrollment.service.js';
+import type { OperatorsService } from '../modules/operators/operators.service.js';
+import type { AuditLog } from '../modules/audit/audit-log.js';
 
 export interface HubContext {
   config: HubConfig;
@@ -32,6 +34,10 @@ export interface HubContext {
   blobs: BlobStore;
   deployments: DeploymentsRepository;
   telemetry: TelemetryRepository;
+  /** Users, API tokens, sessions: authentication and their management. */
+  operators: OperatorsService;
+  /** Append-only, hash-chained record of every state-changing action. */
+  audit: AuditLog;
 }
 
 export interface ModuleOptions {

@@ -8,6 +8,8 @@ export class HubError extends Error {
     readonly code: string,
     readonly statusCode: number,
     message: string,
+    /** Response headers that belong to the answer (`retry-after` on a 429). */
+    readonly headers: Readonly<Record<string, string>> = {},
   ) {
     super(message);
     this.name = 'HubError';
@@ -43,5 +45,20 @@ export const Errors = {
   rateLimited: (what: string) => new HubError('CAIRN_RATE_LIMITED', 429, `too many ${what}; slow down`),
   enrollmentNotFound: (id: string) => new HubError('CAIRN_ENROLLMENT_NOT_FOUND', 404, `no enrollment request from device ${id}`),
   enrollmentState: (id: string, status: string, wanted: string) => new HubError('CAIRN_ENROLLMENT_STATE', 409, `device ${id} is ${status}; this needs ${wanted}`),
-  tokenNotFound: (id: string) => new HubError('CAIRN_TOKEN_NOT_FOUND', 404, `no active enrollment token ${id}`),
+  enrollmentTokenNotFound: (id: string) => new HubError('CAIRN_ENROLLMENT_TOKEN_NOT_FOUND', 404, `no active enrollment token ${id}`),
+
+  // Operators, tokens, sessions, approvals (the access decisions themselves are in modules/operators/access.ts).
+  badCredentials: () => new HubError('CAIRN_BAD_CREDENTIALS', 401, 'wrong username or password'),
+  loginLocked: (retryAfterSeconds: number) =>
+    new HubError('CAIRN_LOGIN_LOCKED', 429, `too many failed logins; try again in ${retryAfterSeconds} s`, { 'retry-after': String(retryAfterSeconds) }),
+  csrf: (header: string) => new HubError('CAIRN_CSRF', 403, `a console request that changes state must carry the ${header} header`),
+  userExists: (username: string) => new HubError('CAIRN_USER_EXISTS', 409, `user ${username} already exists`),
+  userNotFound: (username: string) => new HubError('CAIRN_USER_NOT_FOUND', 404, `user ${username} not found`),
+  lastAdmin: () => new HubError('CAIRN_LAST_ADMIN', 409, 'this would leave the hub without an enabled admin; make another user admin first'),
+  tokenNotFound: (id: string) => new HubError('CAIRN_TOKEN_NOT_FOUND', 404, `token ${id} not found`),
+  roleAboveOwn: (field: string, asked: string, own: string) => new HubError('CAIRN_ROLE_ABOVE_OWN', 403, `${field}: a token cannot have role ${asked}, above your own (${own})`),
+  scopeAboveOwn: (scopes: string[]) => new HubError('CAIRN_SCOPE_ABOVE_OWN', 403, `scopes: your token does not have ${scopes.join(', ')}, so it cannot grant them`),
+  approvalRequired: (ref: string, devices: number, canary: number) =>
+    new HubError('CAIRN_APPROVAL_REQUIRED', 409, `${ref} is not approved: it may run on at most ${canary} device(s) (a canary) until an operator other than the one who pushed it approves it (cairn model approve ${ref}); this would make ${devices}`),
+  selfApproval: (ref: string) => new HubError('CAIRN_SELF_APPROVAL', 403, `${ref} was pushed by you; another operator must approve it`),
 } as const;

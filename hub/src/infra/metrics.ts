@@ -43,6 +43,18 @@ export function createMetrics() {
       labelNames: ['fault'] as const,
       registers: [registry],
     }),
+    loginFailures: new Counter({
+      name: 'cairn_hub_login_failures_total',
+      help: 'Console logins refused, by reason (bad_credentials, locked)',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+    accessDenied: new Counter({
+      name: 'cairn_hub_access_denied_total',
+      help: 'HTTP requests refused by the access check, by error code',
+      labelNames: ['code'] as const,
+      registers: [registry],
+    }),
     deviceRejections: new Counter({
       name: 'cairn_hub_device_rejections_total',
       help: 'Desired documents or bundles that devices reported rejecting, failing or rolling back, by reason',

@@ -9,6 +9,7 @@ import { simulateFleet } from '@cairn/agent';
 
 const [hubUrl, devices, stateRoot, sourceIntervalMs] = process.argv.slice(2);
 if (!hubUrl || !devices || !stateRoot || !sourceIntervalMs) throw new Error('usage: fleet-sim <hubUrl> <devices> <stateRoot> <sourceIntervalMs>');
-const fleet = await simulateFleet({ hubUrl, devices: Number(devices), stateRoot, sourceIntervalMs: Number(sourceIntervalMs), logger: pino({ level: 'warn' }) });
+const token = process.env['CAIRN_AGENT_ENROLLMENT_TOKEN'];
+const fleet = await simulateFleet({ hubUrl, devices: Number(devices), stateRoot, sourceIntervalMs: Number(sourceIntervalMs), logger: pino({ level: 'warn' }), ...(token ? { enrollmentToken: token } : {}) });
 process.stdout.write('started\n');
 process.once('SIGTERM', () => void fleet.stop().then(() => process.exit(0)));

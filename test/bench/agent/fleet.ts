@@ -145,7 +145,7 @@ async function runFleet(spec: FleetRun, dir: string): Promise<FleetRunResult> {
   try {
     const model = await hub.publish('pdm-vibration-1.0.0-int8');
     const started = epochMs();
-    sim = spawn(process.execPath, spec.command(hub.hub.httpUrl, join(dir, 'devices')), { stdio: ['ignore', 'ignore', 'pipe'] });
+    sim = spawn(process.execPath, spec.command(hub.hub.httpUrl, join(dir, 'devices')), { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, CAIRN_AGENT_ENROLLMENT_TOKEN: hub.enrollmentToken } });
     const child = sim;
     let stderr = '';
     child.stderr!.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4000)));

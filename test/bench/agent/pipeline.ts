@@ -64,7 +64,7 @@ export const pipeline: Benchmark<PipelineResult> = {
       const session = await runtime.load(digest, modelPath);
       const active = new ActiveModel(pino({ level: 'silent' }));
       active.swap(session, { manifest, digest, deploymentId: 'bench' });
-      const agentPipeline = new Pipeline(active, new InferenceStats());
+      const agentPipeline = new Pipeline(active, [new InferenceStats()]);
       const input = main.inputNames[0]!;
 
       const call: Record<Method, (row: Float32Array) => Promise<unknown>> = {

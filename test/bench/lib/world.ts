@@ -19,6 +19,8 @@ import { until } from './stats.js';
 export interface BenchHub {
   hub: RunningHub;
   trust: { rootPublicKey: string; mqttUrl: string };
+  /** An unlimited enrollment token for the bench's devices. */
+  enrollmentToken: string;
   /** Publishes `firmware-images/<id>` and returns its `name@version`. */
   publish(id: string): Promise<string>;
   /** `POST /api/v1/deployments`; returns the deployment id. */
@@ -33,8 +35,10 @@ export interface BenchHub {
 const ENDED = new Set(['committed', 'failed', 'rolled_back']);
 
 export async function startBenchHub(dataDir: string): Promise<BenchHub> {
-  const hub = await startHub(loadHubConfig({ env: {}, overrides: { dataDir, logLevel: 'silent', http: { port: 0 }, mqtt: { port: 0 } } }));
+  // The bench deploys unapproved versions to whole fleets: its own hub has no canary limit.
+  const hub = await startHub(loadHubConfig({ env: {}, overrides: { dataDir, logLevel: 'silent', http: { port: 0 }, mqtt: { port: 0 }, approval: { canaryDevices: 1_000_000 } } }));
   const client = new HubClient(hub.httpUrl, readFileSync(hub.adminToken.tokenFile, 'utf8').trim());
+  const enrollmentToken = (await client.request<{ token: string }>('POST', '/api/v1/enrollment-tokens', { expiresInHours: 24 })).token;
   const trust = await client.request<{ rootPublicKey: string; mqttUrl: string }>('GET', '/api/v1/trust');
   const reported = (deviceId: string, deploymentId: string): DeploymentStatusT | null => {
     const deployment = hub.ctx.devices.get(deviceId)?.reported?.deployment;
@@ -43,6 +47,7 @@ export async function startBenchHub(dataDir: string): Promise<BenchHub> {
   return {
     hub,
     trust: { rootPublicKey: trust.rootPublicKey, mqttUrl: trust.mqttUrl },
+    enrollmentToken,
     async publish(id) {
       const published = await publishImage(client, imageDir(id));
       return `${published.name}@${published.version}`;
@@ -103,6 +108,7 @@ export async function spawnAgent(options: AgentProcessOptions): Promise<AgentPro
     api: { host: '127.0.0.1', port: 0 },
     source: { kind: 'none' },
     logLevel: 'info',
+    enrollment: { hubUrl: hub.hub.httpUrl, token: hub.enrollmentToken },
     ...options.config,
   };
   writeFileSync(configPath, JSON.stringify(config, null, 2));

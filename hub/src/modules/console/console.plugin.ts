@@ -1,6 +1,10 @@
 /**
  * Serves the built console (console/dist) at `/`: hashed assets with immutable caching, and
  * index.html (never cached) for every other non-API GET so client-side routes work.
+ *
+ * The files are public (the access table's `GET /*`): the console holds no secret and asks for
+ * a login before it shows anything. One wildcard route rather than a route per file keeps the
+ * table finite; a path with no file falls through to the not-found handler below.
  */
 import type { FastifyPluginAsync } from 'fastify';
 import fastifyStatic from '@fastify/static';
@@ -25,7 +29,7 @@ const consolePlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { ctx }
       root: dir,
       prefix: '/',
       index: false,
-      wildcard: false,
+      wildcard: true,
       setHeaders(res, path) {
         res.setHeader('cache-control', path.includes('/assets/') ? 'public, max-age=31536000, immutable' : 'no-cache');
       },

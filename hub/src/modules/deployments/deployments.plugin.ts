@@ -15,6 +15,7 @@ import { Errors } from '../../infra/errors.js';
 import { errorResponses, iso } from '../../infra/api-schemas.js';
 import { parseSelectorParam } from '../devices/devices.plugin.js';
 import { parseModelRef, formatModelRef } from '../registry/model-ref.js';
+import { assertMayDeploy } from '../registry/approval-policy.js';
 import { signDesiredFor } from './desired-signer.js';
 import type { DeploymentRow } from './deployments.repository.js';
 
@@ -93,7 +94,7 @@ const deploymentsPlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { c
           },
           { additionalProperties: false },
         ),
-        response: { 201: DeploymentView, ...errorResponses },
+        response: { 201: DeploymentView, ...errorResponses, 409: errorResponses[400] },
       },
     },
     async (request, reply) => {
@@ -112,16 +113,23 @@ const deploymentsPlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { c
         targets = devices.list().filter((d) => matchesSelector(parsed, d.labels)).map((d) => d.id);
         if (targets.length === 0) throw Errors.noTargets(`selector ${JSON.stringify(selector)}`);
       }
+      assertMayDeploy(ctx, model, targets);
       const id = `dep_${randomBytes(9).toString('base64url')}`;
       const now = clock();
       const rows = deployments.transaction(() => {
         deployments.insertDeployment({ id, modelName: model.name, modelVersion: model.version, digest: model.digest, target: deviceIds ? { deviceIds: targets } : { selector: selector! }, createdAt: now });
-        return targets.map((deviceId) => {
+        const signed = targets.map((deviceId) => {
           const row = signDesiredFor(ctx, deviceId, id, model.bundle);
           deployments.saveDesired(row, now);
           deployments.addTarget(id, deviceId, row.seq);
           return row;
         });
+        ctx.audit.append(request.actor, {
+          action: 'deployment.create',
+          target: `deployment:${id}`,
+          after: { model: formatModelRef(model), digest: model.digest, devices: targets.length, ...(deviceIds ? { deviceIds: targets.slice(0, 100) } : { selector }) },
+        });
+        return signed;
       });
       await publisher.publish(rows.map((r) => r.deviceId));
       logger.info({ deployment: id, model: modelRef, devices: rows.length }, 'deployment created');

@@ -107,6 +107,15 @@ export class DeploymentsRepository {
     return row ? toDesired(row) : null;
   }
 
+  /** Devices whose current desired document comes from a deployment of this model version. */
+  devicesAssigned(modelName: string, modelVersion: string): string[] {
+    return (
+      this.db
+        .prepare('SELECT d.device_id FROM desired d JOIN deployments p ON p.id = d.deployment_id WHERE p.model_name = ? AND p.model_version = ?')
+        .all(modelName, modelVersion) as { device_id: string }[]
+    ).map((r) => r.device_id);
+  }
+
   allDesired(): DesiredRow[] {
     return (this.db.prepare('SELECT * FROM desired ORDER BY device_id').all() as RawDesired[]).map(toDesired);
   }

@@ -133,8 +133,14 @@ const devicesPlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { ctx }
       },
     },
     async (request) => {
-      const device = devices.updateOperatorLabels(request.params.id, request.body.labels);
-      if (!device) throw Errors.deviceNotFound([request.params.id]);
+      const { id } = request.params;
+      const device = ctx.db.transaction(() => {
+        const before = devices.get(id);
+        const after = devices.updateOperatorLabels(id, request.body.labels);
+        if (!before || !after) throw Errors.deviceNotFound([id]);
+        ctx.audit.append(request.actor, { action: 'device.labels', target: `device:${id}`, before: { operatorLabels: before.operatorLabels }, after: { operatorLabels: after.operatorLabels } });
+        return after;
+      })();
       return deviceView(device);
     },
   );

@@ -80,13 +80,17 @@ const enrollmentPlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { ct
   app.post(
     '/api/v1/enroll',
     {
-      config: { public: true },
-      schema: { body: EnrollRequest, response: { 201: EnrollResponse, 202: EnrollResponse, 403: ErrorResponse, 409: ErrorResponse, 429: ErrorResponse, ...errorResponses } },
+      schema: { body: EnrollRequest, response: { 201: EnrollResponse, 202: EnrollResponse, 409: ErrorResponse, 429: ErrorResponse, ...errorResponses } },
     },
     async (request, reply) => {
       if (!refusals.allowed(request.ip)) throw Errors.rateLimited('refused enrollment requests from this address');
       try {
         const response = await enrollment.enroll(request.body, request.ip);
+        // The device is the actor; never the password or the token.
+        ctx.audit.append(
+          { actor: `device:${response.deviceId}`, credential: request.body.token ? `enrollment-token:${request.body.token.slice(4, 20)}` : null, sourceIp: request.ip },
+          { action: response.status === 'active' ? 'device.enrolled' : 'device.enrollment_requested', target: `device:${response.deviceId}`, after: { status: response.status, publicKey: request.body.claim.publicKey } },
+        );
         return await reply.code(response.status === 'active' ? 201 : 202).send(response);
       } catch (err) {
         refusals.take(request.ip);
@@ -112,7 +116,8 @@ const enrollmentPlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { ct
     },
     async (request, reply) => {
       const { labels = {}, maxUses, expiresInHours } = request.body;
-      const created = await enrollment.createToken({ labels, maxUses: maxUses ?? null, ttlMs: expiresInHours * HOUR_MS, createdBy: 'admin' });
+      const created = await enrollment.createToken({ labels, maxUses: maxUses ?? null, ttlMs: expiresInHours * HOUR_MS, createdBy: request.actor.actor });
+      ctx.audit.append(request.actor, { action: 'enrollment_token.created', target: `enrollment-token:${created.id}`, after: { labels, maxUses: created.maxUses, expiresAt: iso(created.expiresAt) } });
       ctx.logger.info({ tokenId: created.id, maxUses: created.maxUses, expiresAt: iso(created.expiresAt) }, 'enrollment token created');
       return reply.code(201).send({ ...created, expiresAt: iso(created.expiresAt) });
     },
@@ -127,6 +132,7 @@ const enrollmentPlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { ct
     { schema: { params: Type.Object({ id: Type.String({ pattern: '^[0-9a-f]{16}$' }) }), response: { 204: Type.Null(), ...errorResponses } } },
     async (request, reply) => {
       enrollment.revokeToken(request.params.id);
+      ctx.audit.append(request.actor, { action: 'enrollment_token.revoked', target: `enrollment-token:${request.params.id}` });
       return reply.code(204).send(null);
     },
   );
@@ -142,16 +148,19 @@ const enrollmentPlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { ct
     async (request) => ({ enrollments: enrollment.list(request.query.status).map(enrollmentView) }),
   );
 
-  app.post('/api/v1/devices/:id/accept', { schema: { params: DeviceParams, response: { 200: EnrollmentView, 409: ErrorResponse, ...errorResponses } } }, async (request) =>
-    enrollmentView(enrollment.accept(request.params.id)),
-  );
-
-  app.post('/api/v1/devices/:id/revoke', { schema: { params: DeviceParams, response: { 200: EnrollmentView, 409: ErrorResponse, ...errorResponses } } }, async (request) =>
-    enrollmentView(enrollment.revoke(request.params.id)),
-  );
+  for (const verb of ['accept', 'revoke'] as const) {
+    app.post(`/api/v1/devices/:id/${verb}`, { schema: { params: DeviceParams, response: { 200: EnrollmentView, 409: ErrorResponse, ...errorResponses } } }, async (request) => {
+      const id = (request.params as { id: string }).id;
+      const before = enrollment.list().find((c) => c.deviceId === id)?.status ?? null;
+      const after = verb === 'accept' ? enrollment.accept(id) : enrollment.revoke(id);
+      ctx.audit.append(request.actor, { action: `device.${verb === 'accept' ? 'accepted' : 'revoked'}`, target: `device:${id}`, before: { status: before }, after: { status: after.status } });
+      return enrollmentView(after);
+    });
+  }
 
   app.delete('/api/v1/enrollments/:id', { schema: { params: DeviceParams, response: { 204: Type.Null(), 409: ErrorResponse, ...errorResponses } } }, async (request, reply) => {
     enrollment.forget(request.params.id);
+    ctx.audit.append(request.actor, { action: 'device.forgotten', target: `device:${request.params.id}` });
     return reply.code(204).send(null);
   });
 };

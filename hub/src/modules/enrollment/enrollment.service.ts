@@ -157,7 +157,7 @@ export class EnrollmentService {
   }
 
   revokeToken(id: string): void {
-    if (!this.options.repo.revokeToken(id, this.options.clock())) throw Errors.tokenNotFound(id);
+    if (!this.options.repo.revokeToken(id, this.options.clock())) throw Errors.enrollmentTokenNotFound(id);
   }
 
   /** The MQTT CONNECT check: username is the client id (checked by the ACL), password the device's. */

@@ -19,6 +19,7 @@ import type { HubContext } from '../../infra/context.js';
 import { Errors } from '../../infra/errors.js';
 import { inspectOnnx, OnnxLoadError } from './onnx-inspect.js';
 import { publishModel } from './publisher.js';
+import type { AuditActor } from '../audit/audit-log.js';
 import { formatModelRef } from './model-ref.js';
 import { quantizeInt8, QuantizationError, QUANTIZATION_SCHEME } from '../../training/quantizer.js';
 import { evaluateQuantization, runAll, type BatchDim, type GateResult } from '../../training/quantization-gate.js';
@@ -70,13 +71,13 @@ interface Rows {
 /** One publish at a time: each holds models and data in memory and runs onnxruntime workers. */
 let queue: Promise<unknown> = Promise.resolve();
 
-export function runPublishPipeline(ctx: HubContext, request: PublishRequest): Promise<PublishOutcome> {
-  const run = queue.then(() => publish(ctx, request));
+export function runPublishPipeline(ctx: HubContext, actor: AuditActor, request: PublishRequest): Promise<PublishOutcome> {
+  const run = queue.then(() => publish(ctx, actor, request));
   queue = run.catch(() => undefined);
   return run;
 }
 
-async function publish(ctx: HubContext, request: PublishRequest): Promise<PublishOutcome> {
+async function publish(ctx: HubContext, actor: AuditActor, request: PublishRequest): Promise<PublishOutcome> {
   const ref = formatModelRef(request);
   if (ctx.registry.get(request.name, request.version)) throw Errors.modelExists(ref);
   if (request.quantize && !request.calibration) throw Errors.badRequest('quantization needs calibration data (calibration: the digest of an uploaded calibration file)');
@@ -169,7 +170,7 @@ async function publish(ctx: HubContext, request: PublishRequest): Promise<Publis
     checkDriftReference(request.sections.driftReference, width);
   }
 
-  const bundle = publishModel(ctx, {
+  const bundle = publishModel(ctx, actor, {
     name: request.name,
     version: request.version,
     digest: published.digest,

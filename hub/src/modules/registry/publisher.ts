@@ -6,6 +6,7 @@
 import { canonicalJson, HealthPolicyError, MAX_JSON_PAYLOAD_BYTES, resolveHealthPolicy, type ManifestT, type SignedManifestT, type TensorSpecT } from '@cairn/shared';
 import type { HubContext } from '../../infra/context.js';
 import { Errors } from '../../infra/errors.js';
+import type { AuditActor } from '../audit/audit-log.js';
 import { formatModelRef } from './model-ref.js';
 
 /** Largest canonical manifest the hub signs: three quarters of a desired document's budget. */
@@ -26,7 +27,8 @@ export interface PublishInput {
   sections?: Pick<ManifestT, 'features' | 'quantization' | 'driftReference' | 'health' | 'lineage'>;
 }
 
-export function publishModel(ctx: HubContext, input: PublishInput): SignedManifestT {
+/** Publishes as `actor`, who is recorded as the version's pusher (see approval-policy.ts) and in the audit log. */
+export function publishModel(ctx: HubContext, actor: AuditActor, input: PublishInput): SignedManifestT {
   const ref = formatModelRef(input);
   if (!ctx.blobs.has(input.digest)) throw new Error(`blob ${input.digest} must be stored before ${ref} is published`);
   if (input.sections?.health) {
@@ -56,7 +58,15 @@ export function publishModel(ctx: HubContext, input: PublishInput): SignedManife
   const size = Buffer.byteLength(canonicalJson(manifest));
   if (size > MAX_MANIFEST_BYTES) throw Errors.manifestTooLarge(size, MAX_MANIFEST_BYTES);
   const bundle = { manifest, signatures: [ctx.keys.signManifest(manifest)] };
-  if (!ctx.registry.insert(bundle, ctx.clock())) throw Errors.modelExists(ref);
+  ctx.db.transaction(() => {
+    if (!ctx.registry.insert(bundle, ctx.clock(), actor.actor)) throw Errors.modelExists(ref);
+    const quantized = (manifest.quantization as { scheme?: string; parent?: { digest?: string } } | undefined) ?? null;
+    ctx.audit.append(actor, {
+      action: 'model.publish',
+      target: `model:${ref}`,
+      after: { digest: input.digest, size: input.size, releaseCounter: manifest.releaseCounter, ...(quantized?.parent ? { quantization: quantized.scheme, parent: quantized.parent.digest } : {}) },
+    });
+  })();
   ctx.logger.info({ model: ref, digest: input.digest, size: input.size }, 'model published');
   ctx.bus.emit('model.pushed', { name: input.name, version: input.version, digest: input.digest });
   return bundle;

@@ -16,7 +16,8 @@ import { inspectOnnx, OnnxLoadError } from './onnx-inspect.js';
 import { formatModelRef } from './model-ref.js';
 import { publishModel } from './publisher.js';
 import { runPublishPipeline } from './publish-pipeline.js';
-import type { ModelVersion } from './registry.repository.js';
+import { approveModel } from './approval-policy.js';
+import type { Approval, ModelVersion } from './registry.repository.js';
 
 export const ModelSummary = Type.Object({
   name: Type.String(),
@@ -28,10 +29,13 @@ export const ModelSummary = Type.Object({
   inputs: Type.Array(TensorSpec),
   outputs: Type.Array(TensorSpec),
   signedBy: Type.Array(Type.String()),
+  pushedBy: Type.Union([Type.String(), Type.Null()]),
+  /** Who approved the version for more than a canary (approval-policy.ts); empty until someone does. */
+  approvedBy: Type.Array(Type.String()),
 });
 const ModelDetail = Type.Intersect([ModelSummary, Type.Object({ bundle: SignedManifest })]);
 
-const summary = (m: ModelVersion) => ({
+const summary = (m: ModelVersion, approvals: Approval[]) => ({
   name: m.name,
   version: m.version,
   releaseCounter: m.releaseCounter,
@@ -41,6 +45,8 @@ const summary = (m: ModelVersion) => ({
   inputs: m.bundle.manifest.inputs,
   outputs: m.bundle.manifest.outputs,
   signedBy: m.bundle.signatures.map((s) => s.keyId),
+  pushedBy: m.pushedBy,
+  approvedBy: approvals.map((a) => a.by),
 });
 
 const VersionParams = Type.Object({ name: ModelName, version: SemVer });
@@ -48,6 +54,7 @@ const VersionParams = Type.Object({ name: ModelName, version: SemVer });
 const registryPlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { ctx }) => {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
   const { registry, blobs } = ctx;
+  const describe = (m: ModelVersion) => summary(m, registry.approvals(m.name, m.version));
   const maxBytes = ctx.config.http.bodyLimitMb * 1024 * 1024;
 
   // Model uploads are raw bytes; the stream goes straight to disk, never into memory whole.
@@ -97,9 +104,9 @@ const registryPlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { ctx 
           throw err;
         }
         staged.commit();
-        const bundle = publishModel(ctx, { name, version, digest: staged.digest, size: staged.size, inputs: signature.inputs, outputs: signature.outputs, ...(description ? { description } : {}) });
+        const bundle = publishModel(ctx, request.actor, { name, version, digest: staged.digest, size: staged.size, inputs: signature.inputs, outputs: signature.outputs, ...(description ? { description } : {}) });
         reply.code(201);
-        return { ...summary(registry.get(name, version)!), bundle };
+        return { ...describe(registry.get(name, version)!), bundle };
       } finally {
         staged.discard();
       }
@@ -122,6 +129,7 @@ const registryPlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { ctx 
         throw Errors.badRequest('the uploaded file is empty');
       }
       staged.commit();
+      ctx.audit.append(request.actor, { action: 'upload.store', target: `blob:${staged.digest}`, after: { size: staged.size } });
       reply.code(201);
       return { digest: staged.digest, size: staged.size };
     },
@@ -163,20 +171,36 @@ const registryPlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { ctx 
       },
     },
     async (request, reply) => {
-      const { bundle, gate } = await runPublishPipeline(ctx, request.body);
+      const { bundle, gate } = await runPublishPipeline(ctx, request.actor, request.body);
       reply.code(201);
-      return { ...summary(registry.get(bundle.manifest.name, bundle.manifest.version)!), bundle, ...(gate ? { gate: gate as unknown as Record<string, unknown> } : {}) };
+      return { ...describe(registry.get(bundle.manifest.name, bundle.manifest.version)!), bundle, ...(gate ? { gate: gate as unknown as Record<string, unknown> } : {}) };
     },
   );
 
   app.get('/api/v1/models', { schema: { response: { 200: Type.Object({ models: Type.Array(ModelSummary) }), ...errorResponses } } }, async () => ({
-    models: registry.list().map(summary),
+    models: registry.list().map(describe),
   }));
 
   app.get('/api/v1/models/:name/:version', { schema: { params: VersionParams, response: { 200: ModelDetail, ...errorResponses } } }, async (request) => {
     const model = find(request.params.name, request.params.version);
-    return { ...summary(model), bundle: model.bundle };
+    return { ...describe(model), bundle: model.bundle };
   });
+
+  app.post(
+    '/api/v1/models/:name/:version/approve',
+    {
+      schema: {
+        summary: 'Approve a version for deployment beyond a canary; the approver must not be the operator who pushed it',
+        params: VersionParams,
+        response: { 200: ModelSummary, ...errorResponses, 403: errorResponses[400] },
+      },
+    },
+    async (request) => {
+      const model = find(request.params.name, request.params.version);
+      approveModel(ctx, request.actor, model);
+      return describe(model);
+    },
+  );
 
   app.get('/api/v1/models/:name/:version/blob', { schema: { params: VersionParams } }, async (request, reply) => {
     const model = find(request.params.name, request.params.version);

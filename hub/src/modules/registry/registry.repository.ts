@@ -18,7 +18,23 @@ const MIGRATIONS = [
      created_at INTEGER NOT NULL,
      PRIMARY KEY (name, version)
    );`,
+  // Who pushed each version (an audit actor, e.g. `user:alice`; NULL before operators existed),
+  // and who approved it for more than a canary (approval-policy.ts).
+  `ALTER TABLE models ADD COLUMN pushed_by TEXT;
+   CREATE TABLE model_approvals (
+     name TEXT NOT NULL,
+     version TEXT NOT NULL,
+     approved_by TEXT NOT NULL,
+     approved_at INTEGER NOT NULL,
+     PRIMARY KEY (name, version, approved_by),
+     FOREIGN KEY (name, version) REFERENCES models (name, version)
+   );`,
 ];
+
+export interface Approval {
+  by: string;
+  at: number;
+}
 
 export interface ModelVersion {
   name: string;
@@ -28,6 +44,7 @@ export interface ModelVersion {
   size: number;
   createdAt: number;
   bundle: SignedManifestT;
+  pushedBy: string | null;
 }
 
 interface Row {
@@ -39,6 +56,7 @@ interface Row {
   manifest: string;
   signatures: string;
   created_at: number;
+  pushed_by: string | null;
 }
 
 const toModel = (r: Row): ModelVersion => ({
@@ -48,6 +66,7 @@ const toModel = (r: Row): ModelVersion => ({
   digest: r.digest,
   size: r.size,
   createdAt: r.created_at,
+  pushedBy: r.pushed_by,
   bundle: { manifest: JSON.parse(r.manifest) as ManifestT, signatures: JSON.parse(r.signatures) as SignatureT[] },
 });
 
@@ -70,15 +89,27 @@ export class RegistryRepository {
   }
 
   /** Inserts a new version; returns false when name@version already exists. */
-  insert(bundle: SignedManifestT, now: number): boolean {
+  insert(bundle: SignedManifestT, now: number, pushedBy: string): boolean {
     const m = bundle.manifest;
     const file = m.files[0]!;
     const result = this.db
       .prepare(
-        `INSERT INTO models (name, version, release_counter, digest, size, manifest, signatures, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name, version) DO NOTHING`,
+        `INSERT INTO models (name, version, release_counter, digest, size, manifest, signatures, created_at, pushed_by)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name, version) DO NOTHING`,
       )
-      .run(m.name, m.version, m.releaseCounter, file.digest, file.size, JSON.stringify(m), JSON.stringify(bundle.signatures), now);
+      .run(m.name, m.version, m.releaseCounter, file.digest, file.size, JSON.stringify(m), JSON.stringify(bundle.signatures), now, pushedBy);
     return result.changes > 0;
+  }
+
+  approvals(name: string, version: string): Approval[] {
+    return (this.db.prepare('SELECT approved_by, approved_at FROM model_approvals WHERE name = ? AND version = ? ORDER BY approved_at').all(name, version) as { approved_by: string; approved_at: number }[]).map((r) => ({
+      by: r.approved_by,
+      at: r.approved_at,
+    }));
+  }
+
+  /** Records an approval; false when this approver had already approved the version. */
+  approve(name: string, version: string, by: string, now: number): boolean {
+    return this.db.prepare('INSERT INTO model_approvals (name, version, approved_by, approved_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING').run(name, version, by, now).changes > 0;
   }
 }

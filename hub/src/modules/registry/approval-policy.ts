@@ -1,0 +1,37 @@
+/**
+ * The approval policy (four eyes): a model version pushed by one operator may run on at most
+ * `approval.canaryDevices` devices (default 1, the canary) until an operator or admin other than
+ * the one who pushed it approves it. The count is of devices whose current desired document
+ * names the version plus the new targets, so repeated one-device deployments cannot add up to
+ * a fleet.
+ *
+ * Deployments call `assertMayDeploy` before they sign anything; staged rollouts will call the
+ * same function for each stage.
+ */
+import type { HubContext } from '../../infra/context.js';
+import { Errors } from '../../infra/errors.js';
+import type { AuditActor } from '../audit/audit-log.js';
+import { formatModelRef } from './model-ref.js';
+import type { ModelVersion } from './registry.repository.js';
+
+export function isApproved(ctx: Pick<HubContext, 'registry'>, model: ModelVersion): boolean {
+  return ctx.registry.approvals(model.name, model.version).length > 0;
+}
+
+export function assertMayDeploy(ctx: Pick<HubContext, 'registry' | 'deployments' | 'config'>, model: ModelVersion, targetDeviceIds: readonly string[]): void {
+  if (isApproved(ctx, model)) return;
+  const devices = new Set([...ctx.deployments.devicesAssigned(model.name, model.version), ...targetDeviceIds]).size;
+  const canary = ctx.config.approval.canaryDevices;
+  if (devices > canary) throw Errors.approvalRequired(formatModelRef(model), devices, canary);
+}
+
+/** Records `actor`'s approval (idempotent); refuses the one who pushed the version. */
+export function approveModel(ctx: Pick<HubContext, 'registry' | 'audit' | 'db' | 'clock'>, actor: AuditActor, model: ModelVersion): void {
+  const ref = formatModelRef(model);
+  if (model.pushedBy === actor.actor) throw Errors.selfApproval(ref);
+  ctx.db.transaction(() => {
+    if (ctx.registry.approve(model.name, model.version, actor.actor, ctx.clock())) {
+      ctx.audit.append(actor, { action: 'model.approve', target: `model:${ref}`, after: { approvedBy: actor.actor, pushedBy: model.pushedBy } });
+    }
+  })();
+}
