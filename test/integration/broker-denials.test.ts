@@ -125,7 +125,7 @@ function exec(command: string, args: string[], stdin?: Buffer, timeoutMs = 4000)
 }
 
 async function denied(hub: TestHub, action: string, reason: string): Promise<number> {
-  const text = await (await fetch(`${hub.httpUrl}/metrics`)).text();
+  const text = (await hub.api<string>('GET', '/metrics')).body;
   const line = text.split('\n').find((l) => l.startsWith('cairn_hub_mqtt_denied_total{') && l.includes(`action="${action}"`) && l.includes(`reason="${reason}"`));
   return line ? Number(line.split(' ').pop()) : 0;
 }

@@ -6,8 +6,9 @@
  * `/%61pi/v1/devices` routes to `/api/v1/devices` and meets the same rule. A request that
  * matches no route gets the 404 answer and reaches no handler, so there is nothing to protect.
  *
- * CSRF rule: a request that is not GET/HEAD/OPTIONS and is not authenticated by a Bearer token
- * (a console request with the session cookie, or a login) must carry the `x-cairn-csrf` header.
+ * CSRF rule: a request that is not GET/HEAD/OPTIONS and is authenticated by the session cookie,
+ * and the login itself, must carry the `x-cairn-csrf` header. Other public routes (a device's
+ * enrollment) carry no ambient credential a forged request could borrow.
  * A cross-site form cannot set a header, and a cross-site `fetch` with one needs a CORS
  * preflight that the hub never grants; SameSite=Strict on the cookie is the second line.
  */
@@ -44,7 +45,7 @@ export function accessHook(operators: OperatorsService, metrics: HubMetrics): on
       if (denied.code === 'CAIRN_ACCESS_UNDEFINED') request.log.error({ route: what }, 'route missing from the access table: denied');
       throw denied;
     }
-    const viaBrowser = principal === null || principal.via.kind === 'session';
+    const viaBrowser = principal?.via.kind === 'session' || what === 'POST /api/v1/session';
     if (viaBrowser && !SAFE_METHODS.has(request.method) && !request.headers[CSRF_HEADER]) {
       metrics.accessDenied.inc({ code: 'CAIRN_CSRF' });
       throw Errors.csrf(CSRF_HEADER);
