@@ -29,6 +29,10 @@ import enrollmentPlugin from './modules/enrollment/enrollment.plugin.js';
 import devicesPlugin from './modules/devices/devices.plugin.js';
 import registryPlugin from './modules/registry/registry.plugin.js';
 import deploymentsPlugin from './modules/deployments/deployments.plugin.js';
+import { DesiredPublisher } from './modules/deployments/desired-publisher.js';
+import { RolloutEngine } from './modules/rollouts/rollout-engine.js';
+import { RolloutsRepository } from './modules/rollouts/rollouts.repository.js';
+import rolloutsPlugin from './modules/rollouts/rollouts.plugin.js';
 import blobsPlugin from './modules/blobs/blobs.plugin.js';
 import telemetryPlugin from './modules/telemetry/telemetry.plugin.js';
 import consolePlugin from './modules/console/console.plugin.js';
@@ -88,7 +92,8 @@ export async function buildHub(config: HubConfig, options: BuildHubOptions = {})
     rate: config.mqtt.rateLimit,
   });
   brokerPort = broker.port;
-  const ctx: HubContext = {
+  // The publisher and the rollout engine take the context they are part of.
+  const ctx = {
     config,
     logger,
     db,
@@ -105,7 +110,9 @@ export async function buildHub(config: HubConfig, options: BuildHubOptions = {})
     telemetry: new TelemetryRepository(db),
     operators,
     audit,
-  };
+  } as Omit<HubContext, 'desired' | 'rollouts'> as HubContext;
+  ctx.desired = new DesiredPublisher(ctx);
+  ctx.rollouts = new RolloutEngine(ctx, new RolloutsRepository(db));
 
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
@@ -170,6 +177,7 @@ export async function buildHub(config: HubConfig, options: BuildHubOptions = {})
   await app.register(enrollmentPlugin, modules);
   await app.register(registryPlugin, modules);
   await app.register(deploymentsPlugin, modules);
+  await app.register(rolloutsPlugin, modules);
   await app.register(blobsPlugin, modules);
   await app.register(telemetryPlugin, modules);
   await app.register(operatorsPlugin, modules);

@@ -61,6 +61,19 @@ export function createMetrics() {
       labelNames: ['reason'] as const,
       registers: [registry],
     }),
+    rollouts: new Gauge({ name: 'cairn_hub_rollouts', help: 'Rollouts that are not finished, by state', labelNames: ['state'] as const, registers: [registry] }),
+    rolloutTransitions: new Counter({
+      name: 'cairn_hub_rollout_transitions_total',
+      help: 'Rollout state transitions (started, stage_advanced, paused, completed, rolled_back…)',
+      labelNames: ['kind'] as const,
+      registers: [registry],
+    }),
+    rolloutBreaches: new Counter({
+      name: 'cairn_hub_rollout_breaches_total',
+      help: 'Rollout stages that tripped their breach policy, by cause (failure_threshold or a quality gate)',
+      labelNames: ['cause'] as const,
+      registers: [registry],
+    }),
   };
 }
 

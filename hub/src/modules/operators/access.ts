@@ -75,6 +75,18 @@ export const ACCESS_TABLE: Readonly<Record<string, AccessRule>> = {
   'GET /api/v1/deployments/:id': rule('viewer', 'deployments:read'),
   'POST /api/v1/deployments': rule('operator', 'deployments:write'),
 
+  'GET /api/v1/rollouts': rule('viewer', 'rollouts:read'),
+  'GET /api/v1/rollouts/:id': rule('viewer', 'rollouts:read'),
+  'GET /api/v1/rollouts/:id/devices': rule('viewer', 'rollouts:read'),
+  'POST /api/v1/rollouts': rule('operator', 'rollouts:write'),
+  'POST /api/v1/rollouts/:id/start': rule('operator', 'rollouts:write'),
+  'POST /api/v1/rollouts/:id/pause': rule('operator', 'rollouts:write'),
+  'POST /api/v1/rollouts/:id/resume': rule('operator', 'rollouts:write'),
+  'POST /api/v1/rollouts/:id/abort': rule('operator', 'rollouts:write'),
+  'POST /api/v1/rollouts/:id/rollback': rule('operator', 'rollouts:write'),
+  // Approving the rollout's model is the four-eyes approval of the version itself.
+  'POST /api/v1/rollouts/:id/approve': rule('operator', 'models:approve'),
+
   'GET /api/v1/audit': rule('operator', 'audit:read'),
   'GET /api/v1/audit/head': rule('operator', 'audit:read'),
 
