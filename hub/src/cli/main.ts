@@ -16,6 +16,7 @@ import { table, formatBytes } from './output.js';
 import { runDemo } from './demo.js';
 import { readImage, ImageError } from './image-dir.js';
 import { registerOperatorCommands } from './operator-commands.js';
+import { registerRolloutCommands } from './rollout-commands.js';
 
 const program = new Command();
 program.name('cairn').description('Cairn edge MLOps fleet manager — operator CLI').showHelpAfterError();
@@ -191,7 +192,7 @@ clientOptions(model.command('approve <ref>').description('approve a version for 
 clientOptions(
   program
     .command('deploy')
-    .description('assign a model version to devices (direct assignment; staged rollouts come later)')
+    .description('assign a model version to devices at once (a one-stage rollout; use `cairn rollout create` to stage it)')
     .requiredOption('--model <ref>', 'name@version')
     .addOption(new Option('--device <id...>', 'device ids').conflicts('selector'))
     .addOption(new Option('--selector <selector>', 'label selector, e.g. "site=plant-1,line in (a,b)"')),
@@ -349,6 +350,7 @@ function collectLabels(value: string, previous: Record<string, string>): Record<
 }
 
 registerOperatorCommands(program, { clientOptions, client, print });
+registerRolloutCommands(program, { clientOptions, client, print });
 
 class UsageError extends Error {}
 
