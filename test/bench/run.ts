@@ -18,6 +18,8 @@ import { memory } from './agent/memory.js';
 import { swaps } from './agent/swaps.js';
 import { pipeline } from './agent/pipeline.js';
 import { fleet } from './agent/fleet.js';
+import { engine } from './rollouts/engine.js';
+import { fleetRollout } from './rollouts/fleet-rollout.js';
 import { runBenchmark, table, type Benchmark, type BenchReport } from './lib/report.js';
 import { watchMachine, type MachineLoad } from './lib/proc.js';
 
@@ -30,6 +32,7 @@ interface Group {
 const GROUPS: Group[] = [
   { name: 'foundation', title: 'Foundation benchmarks', benchmarks: [foundation] },
   { name: 'agent', title: 'Agent benchmarks', benchmarks: [rollback, memory, swaps, pipeline, fleet] },
+  { name: 'rollouts', title: 'Rollout benchmarks', benchmarks: [engine, fleetRollout] },
 ];
 
 function selected(names: string[]): Group[] {

@@ -30,6 +30,7 @@ export function createMetrics() {
     }),
     connectedClients: new Gauge({ name: 'cairn_hub_mqtt_connected_clients', help: 'MQTT clients connected to the embedded broker', registers: [registry] }),
     blobChunksServed: new Counter({ name: 'cairn_hub_blob_chunks_served_total', help: 'Blob chunks sent to devices', registers: [registry] }),
+    blobBytesServed: new Counter({ name: 'cairn_hub_blob_bytes_served_total', help: 'Bytes of blob frames (header and chunk) published to devices', registers: [registry] }),
     blobRequestsRefused: new Counter({
       name: 'cairn_hub_blob_requests_refused_total',
       help: 'Blob chunk requests refused, by reason',
