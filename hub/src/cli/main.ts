@@ -16,6 +16,7 @@ import { table, formatBytes } from './output.js';
 import { runDemo } from './demo.js';
 import { readImage, ImageError } from './image-dir.js';
 import { registerOperatorCommands } from './operator-commands.js';
+import { registerKeyCommands } from './key-commands.js';
 
 const program = new Command();
 program.name('cairn').description('Cairn edge MLOps fleet manager — operator CLI').showHelpAfterError();
@@ -223,17 +224,6 @@ images
     console.log(`wrote ${entries.length} images to ${o.out} (index.json, INDEX.md)`);
   });
 
-const keysCommand = program.command('keys').description("the hub's signing keys (public halves only)");
-clientOptions(keysCommand.command('show').description('root key to pin on devices, and the keyring')).action(async (o: Common) => {
-  const info = await client(o).request<{ keyringVersion: number; keyringExpiresAt: string; keys: { keyId: string; role: string; publicKey: string; expiresAt: number }[] }>('GET', '/api/v1/keys');
-  print(o, info, () =>
-    `keyring v${info.keyringVersion}, expires ${info.keyringExpiresAt}\n${table(
-      info.keys.map((k) => ({ ...k, expires: k.expiresAt ? new Date(k.expiresAt).toISOString() : 'never' })),
-      ['role', 'keyId', 'publicKey', 'expires'],
-    )}\nPin the root publicKey on devices as rootPublicKey in agent.yaml.`,
-  );
-});
-
 const device = program.command('device').description('devices of the fleet');
 clientOptions(device.command('list').option('--selector <selector>', 'label selector')).action(async (o: Common & { selector?: string }) => {
   const query = o.selector ? `?${new URLSearchParams({ selector: o.selector })}` : '';
@@ -349,6 +339,7 @@ function collectLabels(value: string, previous: Record<string, string>): Record<
 }
 
 registerOperatorCommands(program, { clientOptions, client, print });
+registerKeyCommands(program, { clientOptions, client, print });
 
 class UsageError extends Error {}
 

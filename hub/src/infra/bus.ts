@@ -12,6 +12,8 @@ export interface HubEvents {
   'telemetry.stored': { deviceId: string; telemetry: TelemetryT };
   'desired.published': { deviceId: string; seq: number; deploymentId: string };
   'model.pushed': { name: string; version: string; digest: string };
+  /** A new root-signed keyring is in force (rotation, revocation, security floor). */
+  'keyring.installed': { version: number };
 }
 
 export class EventBus {
