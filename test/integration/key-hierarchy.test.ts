@@ -11,6 +11,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { pino } from 'pino';
 import { signDocument, type KeyringT, type SignedDesiredT } from '@cairn/shared';
 import { buildDemoModel } from '@cairn/hub/training/demo-model.js';
 import { readRootKey } from '@cairn/hub/infra/keys.js';
@@ -158,4 +159,37 @@ test('keys API: drafts must be signed by the root exactly, floors only rise and 
   const seeds = readdirSync(join(dataDir, 'keys')).filter((f) => f.endsWith('.key')).map((f) => readFileSync(join(dataDir, 'keys', f), 'utf8').trim());
   const answers = JSON.stringify([(await hub.api('GET', '/api/v1/keys')).body, installed.body, draft]);
   for (const seed of [...seeds, readFileSync(rootKeyFile, 'utf8').trim()]) assert.ok(!answers.includes(seed));
+});
+
+test('an online root moves offline; a hub whose keyring and keys have expired still starts, warns, and the next change renews them', async (t) => {
+  const work = mkdtempSync(join(tmpdir(), 'cairn-keys-'));
+  t.after(() => rmSync(work, { recursive: true, force: true }));
+  const dataDir = join(work, 'data');
+  const rootKeyFile = join(work, 'root.key');
+  const first = await startTestHub(t, { keepDataDir: dataDir });
+  assert.equal(first.ctx.keys.rootOnline, true, 'a first start makes an online root');
+  const rootKeyId = first.ctx.keys.rootKeyId;
+  await first.close();
+  const { stdout } = await run(process.execPath, [CAIRN, 'keys', 'init', '--offline', '--root-key-out', rootKeyFile, '--data', dataDir]);
+  assert.match(stdout, /moved root key/);
+  assert.equal(readRootKey(rootKeyFile).keyId, rootKeyId, 'the root devices pinned is the one moved');
+
+  const twoYearsLater = Date.now() + 2 * 365 * 24 * 3600 * 1000;
+  const lines: string[] = [];
+  const hub = await startTestHub(t, { keepDataDir: dataDir, clock: () => twoYearsLater, logger: pino({ level: 'warn' }, { write: (line: string) => lines.push(line) }) });
+  const stale = (await hub.api('GET', '/api/v1/keys')).body;
+  assert.equal(stale.rootOnline, false);
+  assert.equal(stale.rootKeyId, rootKeyId);
+  assert.ok(lines.some((l) => l.includes(`keyring version 1 expires`)), lines.join('\n'));
+  assert.ok(lines.some((l) => l.includes('the director key')));
+
+  // Raising the floor to what it is changes nothing but renews: expired signers are replaced.
+  await cairn(hub, ['keys', 'floor', '0', '--root-key', rootKeyFile]);
+  const renewed = (await hub.api('GET', '/api/v1/keys')).body;
+  assert.equal(renewed.keyringVersion, 2);
+  assert.ok(Date.parse(renewed.keyringExpiresAt) > twoYearsLater);
+  assert.deepEqual(renewed.keys.filter((k: { role: string }) => k.role !== 'root').map((k: { status: string; expiresAt: number }) => [k.status, k.expiresAt > twoYearsLater]), [
+    ['signing', true],
+    ['signing', true],
+  ]);
 });

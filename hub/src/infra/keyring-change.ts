@@ -3,15 +3,17 @@
  * the keyring's expiry and carries the revocations and the security floor forward, so a device
  * that skips versions loses nothing.
  *
- * - `rotate`: a new key of the role signs from now on. The previous **director** key leaves the
- *   keyring at once (the hub re-signs every live desired document with the new one when the
- *   keyring is installed, so nothing it signed is still needed). The previous **release** key
- *   stays listed, verify-only, until it expires or is revoked: bundles it signed — in the
- *   registry and on devices — keep verifying.
+ * - `rotate`: a new key of the role (in `fresh`) signs from now on. The previous **director**
+ *   key leaves the keyring at once (the hub re-signs every live desired document with the new
+ *   one when the keyring is installed, so nothing it signed is still needed). The previous
+ *   **release** key stays listed, verify-only, until it expires or is revoked: bundles it
+ *   signed — in the registry and on devices — keep verifying.
  * - `revoke`: the key leaves the keyring and joins `revoked`; devices that accepted this
- *   version refuse its signatures with `key_revoked`. When it was the hub's signer of its role,
- *   `replacement` takes its place in the same version.
+ *   version refuse its signatures with `key_revoked`.
  * - `floor`: the lowest `releaseCounter` devices install (`below_floor`); it only rises.
+ *
+ * `fresh` are the keys the hub made for this version (the rotated role's, a revoked signer's
+ * replacement, replacements for expired signers); expired keys leave the keyring.
  */
 import { KEYRING_REVOKED_LIMIT, type KeyRoleT, type KeyringKeyT, type KeyringT } from '@cairn/shared';
 
@@ -29,18 +31,17 @@ export class KeyringChangeError extends Error {
   }
 }
 
-export function nextKeyring(current: KeyringT, change: KeyringChange, replacement: KeyringKeyT | null, now: number): KeyringT {
+export function nextKeyring(current: KeyringT, change: KeyringChange, fresh: KeyringKeyT[], now: number): KeyringT {
   let keys = current.keys.filter((k) => k.expiresAt > now);
   let revoked = current.revoked ?? [];
   let securityFloor = current.securityFloor ?? 0;
   switch (change.kind) {
     case 'rotate':
-      if (!replacement) throw new Error('a rotation needs the new key');
-      keys = [...keys.filter((k) => change.role === 'release' || k.role !== change.role), replacement];
+      if (change.role === 'director') keys = keys.filter((k) => k.role !== 'director');
       break;
     case 'revoke':
       if (!current.keys.some((k) => k.keyId === change.keyId)) throw new KeyringChangeError('unknown_key', `key ${change.keyId} is not in keyring version ${current.version}`);
-      keys = [...keys.filter((k) => k.keyId !== change.keyId), ...(replacement ? [replacement] : [])];
+      keys = keys.filter((k) => k.keyId !== change.keyId);
       revoked = [...revoked.filter((id) => id !== change.keyId), change.keyId].slice(-KEYRING_REVOKED_LIMIT);
       break;
     case 'floor':
@@ -48,6 +49,7 @@ export function nextKeyring(current: KeyringT, change: KeyringChange, replacemen
       securityFloor = change.releaseCounter;
       break;
   }
+  keys = [...keys, ...fresh];
   return {
     version: current.version + 1,
     issuedAt: now,

@@ -65,7 +65,7 @@ export class HubKeys {
     ring: SignedKeyringT,
   ) {
     this.ring = ring;
-    this.selectSigners();
+    this.signers = signersOf(dir, ring);
   }
 
   /** Loads the keys in `<data>/keys`, creating an online root and the first keyring on a first start. */
@@ -83,7 +83,9 @@ export class HubKeys {
     if (rootSeed && !existsSync(join(dir, 'root.pub'))) writeAtomically(join(dir, 'root.pub'), b64(rootPublicKey) + '\n', 0o644);
     if (!existsSync(keyringFile)) throw new Error(`${keyringFile} is missing: with the root key offline the hub cannot make a keyring (run cairn keys init --offline on a fresh data directory)`);
     const ring = JSON.parse(readFileSync(keyringFile, 'utf8')) as SignedKeyringT;
-    verifyKeyring(ring, rootPublicKey, 0, now); // a keyring that no longer verifies (or expired) is a hard error
+    // A keyring the root did not sign is a hard error. An expired one is not: the hub must start
+    // so that a new keyring can be installed (devices refuse the expired one meanwhile).
+    verifyKeyring(ring, rootPublicKey, 0, Number.NEGATIVE_INFINITY);
     return new HubKeys(dir, rootPublicKey, rootSeed ? signingKeyFromSeed(rootSeed, 'root', Number.POSITIVE_INFINITY) : null, ring);
   }
 
@@ -134,18 +136,20 @@ export class HubKeys {
 
   /**
    * Prepares the next keyring version for `change` and keeps it as the draft (replacing any
-   * earlier draft). A key it introduces is generated now and its seed written, unused until a
-   * root-signed keyring lists it.
+   * earlier draft). Keys it introduces — the rotated role's, a revoked signer's replacement, and
+   * a replacement for any signer that has expired (so that every change also renews) — are
+   * generated now and their seeds written, unused until a root-signed keyring lists them.
    */
   prepare(change: KeyringChange, now: number): KeyringT {
-    const current = this.ring.keyring;
-    const replaces = change.kind === 'rotate' ? change.role : change.kind === 'revoke' ? [...this.signers].find(([, k]) => k.keyId === change.keyId)?.[0] : undefined;
-    let fresh: SigningKey | null = null;
-    if (replaces) {
-      fresh = generateKey(replaces, now + KEY_LIFETIME_MS);
-      writeSecret(join(this.dir, `${replaces}-${fresh.keyId}.key`), fresh.seed);
-    }
-    const draft = nextKeyring(current, change, fresh ? listing(fresh) : null, now);
+    const roles = new Set(ROLES.filter((role) => this.signer(role).expiresAt <= now));
+    if (change.kind === 'rotate') roles.add(change.role);
+    if (change.kind === 'revoke') for (const [role, key] of this.signers) if (key.keyId === change.keyId) roles.add(role);
+    const fresh = [...roles].map((role) => {
+      const key = generateKey(role, now + KEY_LIFETIME_MS);
+      writeSecret(join(this.dir, `${role}-${key.keyId}.key`), key.seed);
+      return listing(key);
+    });
+    const draft = nextKeyring(this.ring.keyring, change, fresh, now);
     writeAtomically(join(this.dir, 'keyring.pending.json'), JSON.stringify(draft, null, 2), 0o644);
     return draft;
   }
@@ -170,10 +174,11 @@ export class HubKeys {
     } catch (err) {
       throw new KeyringInstallError('signature', `the keyring does not verify against the root key ${this.rootKeyId}: ${(err as Error).message}`);
     }
+    const signers = signersOf(this.dir, signed); // before anything is written: a keyring the hub could not sign with is refused
     writeAtomically(join(this.dir, 'keyring.json'), JSON.stringify(signed, null, 2), 0o644);
     rmSync(join(this.dir, 'keyring.pending.json'), { force: true });
     this.ring = signed;
-    this.selectSigners();
+    this.signers = signers;
     const signing = new Set([...this.signers.values()].map((k) => k.keyId));
     for (const [file, key] of seedFiles(this.dir)) if (!signing.has(key.keyId)) rmSync(join(this.dir, file), { force: true });
     return signed.keyring;
@@ -185,18 +190,27 @@ export class HubKeys {
     return key;
   }
 
-  /** Per role: the listed key with a seed on disk and the latest expiry. */
-  private selectSigners(): void {
-    const seeds = new Map([...seedFiles(this.dir).values()].map((k) => [k.keyId, k.seed]));
-    const signers = new Map<KeyRoleT, SigningKey>();
-    for (const listed of this.ring.keyring.keys) {
-      const seed = seeds.get(listed.keyId);
-      const best = signers.get(listed.role);
-      if (seed && (!best || listed.expiresAt > best.expiresAt)) signers.set(listed.role, signingKeyFromSeed(seed, listed.role, listed.expiresAt));
-    }
-    for (const role of ROLES) if (!signers.has(role)) throw new Error(`no ${role} key in ${this.dir} is listed in keyring.json; the key files and the keyring disagree`);
-    this.signers = signers;
+  /** What expires within `withinMs`: the keyring and the keys the hub signs with (renew them with a rotation). */
+  expiringSoon(now: number, withinMs: number): string[] {
+    const soon: string[] = [];
+    const { keyring } = this.ring;
+    if (keyring.expiresAt - now < withinMs) soon.push(`keyring version ${keyring.version} expires ${new Date(keyring.expiresAt).toISOString()}`);
+    for (const [role, key] of this.signers) if (key.expiresAt - now < withinMs) soon.push(`the ${role} key ${key.keyId} expires ${new Date(key.expiresAt).toISOString()}`);
+    return soon;
   }
+}
+
+/** Per role: the listed key with a seed on disk and the latest expiry (unexpired or not: devices judge expiry). */
+function signersOf(dir: string, ring: SignedKeyringT): Map<KeyRoleT, SigningKey> {
+  const seeds = new Map([...seedFiles(dir).values()].map((k) => [k.keyId, k.seed]));
+  const signers = new Map<KeyRoleT, SigningKey>();
+  for (const listed of ring.keyring.keys) {
+    const seed = seeds.get(listed.keyId);
+    const best = signers.get(listed.role);
+    if (seed && (!best || listed.expiresAt > best.expiresAt)) signers.set(listed.role, signingKeyFromSeed(seed, listed.role, listed.expiresAt));
+  }
+  for (const role of ROLES) if (!signers.has(role)) throw new Error(`no ${role} key in ${dir} is listed in keyring version ${ring.keyring.version}; the key files and the keyring disagree`);
+  return signers;
 }
 
 /**

@@ -57,6 +57,8 @@ const ChangeAnswer = Type.Object({
 });
 
 const conflict = { 409: errorResponses[400] };
+/** How long before an expiry the hub starts warning at every start. */
+const EXPIRY_WARNING_MS = 30 * 24 * 3600 * 1000;
 
 function keysView(ctx: HubContext) {
   const { keyring } = ctx.keys.signedKeyring;
@@ -120,6 +122,10 @@ function summary(keyring: KeyringT) {
 
 const keysPlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { ctx }) => {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
+
+  fastify.addHook('onReady', async () => {
+    for (const warning of ctx.keys.expiringSoon(ctx.clock(), EXPIRY_WARNING_MS)) ctx.logger.warn(`${warning}: devices refuse expired keyrings and keys; run a keyring change (cairn keys rotate …) before then`);
+  });
 
   app.get('/api/v1/keys', { schema: { summary: 'The root key to pin, the keyring in force and any draft (public halves only)', response: { 200: KeysView, ...errorResponses } } }, async () => keysView(ctx));
 
