@@ -86,6 +86,10 @@ test('root offline: rotations and a revocation signed on the operator side reach
   const oldRelease = releases.find((k: { status: string }) => k.status === 'verify-only').keyId;
   assert.equal(rotated.keys.filter((k: { role: string }) => k.role === 'director').length, 1, 'the previous director key left the keyring');
   assert.deepEqual(scanForRoot(), [], 'the root seed never reached the hub');
+  const shown = await cairn(hub, ['keys', 'show']);
+  assert.match(shown, new RegExp(`root ${before.rootKeyId} \\(offline\\)`));
+  assert.match(shown, /keyring v3/);
+  assert.match(shown, new RegExp(`${oldRelease}.*verify-only`));
 
   // The live document was re-signed with the new keyring: the device took it without a new deployment.
   await waitFor('press-1 accepted keyring 3', () => agent.status.keyringVersion === 3);
