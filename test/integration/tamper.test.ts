@@ -125,6 +125,13 @@ test('tamper suite: each attack is refused with its reason, counted by the hub, 
     await waitFor('the agent accepted the keyring with the floor', () => agent.status.keyringVersion === floor.body.keyringVersion);
     assert.equal((await hub.api('POST', '/api/v1/deployments', { model: 'demo@0.9.0', deviceIds: [DEVICE] })).body.code, 'CAIRN_BELOW_FLOOR', 'the hub will not sign it');
     await refused(s, 'below_floor', 'desired_rejected', () => publishDesired(signDesired(attacker(), { deviceId: DEVICE, seq: nextSeq(), bundle: bundleOf('0.9.0') })));
+    // The device keeps the highest floor it saw: even a newer root-signed keyring without one does not lower it.
+    await refused(s, 'below_floor', 'desired_rejected', () => {
+      const trust = attacker();
+      const keyring = buildKeyring(trust.root, [trust.director, trust.release], { version: hub.ctx.keys.signedKeyring.keyring.version + 1 });
+      assert.equal(keyring.keyring.securityFloor, undefined);
+      return publishDesired(signDesired(trust, { deviceId: DEVICE, seq: nextSeq(), bundle: bundleOf('0.9.0'), keyring }));
+    });
   });
 
   await t.test('revoked key: documents and bundles signed by stolen keys after their revocation (key_revoked)', async (s) => {
