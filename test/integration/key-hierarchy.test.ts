@@ -92,7 +92,7 @@ test('root offline: rotations and a revocation signed on the operator side reach
   assert.match(shown, new RegExp(`${oldRelease}.*verify-only`));
 
   // The live document was re-signed with the new keyring: the device took it without a new deployment.
-  await waitFor('press-1 accepted keyring 3', () => agent.status.keyringVersion === 3);
+  await waitFor('press-1 accepted keyring 3, as the hub sees it', async () => agent.status.keyringVersion === 3 && (await hub.api('GET', '/api/v1/devices/press-1')).body.keyringVersion === 3);
   assert.equal(keyringOfLiveDocument(hub, 'press-1').version, 3);
 
   await push(hub, '1.1.0', 2);
