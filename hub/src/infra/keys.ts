@@ -74,6 +74,8 @@ export class HubKeys {
     const rootSeed = readSeedIfAny(join(dir, 'root.key'));
     const keyringFile = join(dir, 'keyring.json');
     if (!rootSeed && !existsSync(join(dir, 'root.pub'))) {
+      // Never a new root beside an existing keyring: devices pin the old one.
+      if (existsSync(keyringFile)) throw new Error(`${dir} has a keyring but neither root.key nor root.pub; restore root.pub (the public key devices pin) rather than start with a new root`);
       const root = generateKey('root', Number.POSITIVE_INFINITY);
       writeSecret(join(dir, 'root.key'), root.seed);
       createFirstKeyring(dir, root, now);
