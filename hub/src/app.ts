@@ -14,7 +14,7 @@ import type { HubConfig } from './infra/config.js';
 import { openDatabase } from './infra/db.js';
 import { createEmbeddedBroker, type EmbeddedBroker } from './infra/broker.js';
 import { EventBus } from './infra/bus.js';
-import { loadOrCreateKeys } from './infra/keys.js';
+import { HubKeys } from './infra/keys.js';
 import { createMetrics } from './infra/metrics.js';
 import { HubError } from './infra/errors.js';
 import type { HubContext } from './infra/context.js';
@@ -42,6 +42,7 @@ import { OperatorsRepository } from './modules/operators/operators.repository.js
 import { OperatorsService } from './modules/operators/operators.service.js';
 import { accessHook } from './modules/operators/access-hook.js';
 import operatorsPlugin from './modules/operators/operators.plugin.js';
+import keysPlugin from './modules/keys/keys.plugin.js';
 
 export interface Hub {
   app: FastifyInstance;
@@ -65,7 +66,7 @@ export async function buildHub(config: HubConfig, options: BuildHubOptions = {})
   const clock = options.clock ?? Date.now;
   const metrics = createMetrics();
   const db = openDatabase(join(config.dataDir, 'cairn.db'));
-  const keys = loadOrCreateKeys(config.dataDir, clock());
+  const keys = HubKeys.load(config.dataDir, clock());
   const audit = new AuditLog(db, logger.child({ component: 'audit' }), clock);
   const operators = new OperatorsService({ repo: new OperatorsRepository(db), audit, config, clock, logger: logger.child({ component: 'operators' }), metrics });
   const bootstrap = await operators.bootstrap(config.dataDir);
@@ -164,7 +165,6 @@ export async function buildHub(config: HubConfig, options: BuildHubOptions = {})
     rootKeyId: keys.rootKeyId,
     mqttUrl: mqttPublicUrl(config),
   }));
-  app.get('/api/v1/keys', async () => ({ keyringVersion: keys.signedKeyring.keyring.version, keyringExpiresAt: new Date(keys.signedKeyring.keyring.expiresAt).toISOString(), keys: keys.describe() }));
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/metrics', async (_request, reply) => {
     metrics.connectedClients.set(broker.port.connectedClients());
@@ -182,6 +182,7 @@ export async function buildHub(config: HubConfig, options: BuildHubOptions = {})
   await app.register(telemetryPlugin, modules);
   await app.register(operatorsPlugin, modules);
   await app.register(auditPlugin, modules);
+  await app.register(keysPlugin, modules);
   await app.register(consolePlugin, modules);
 
   app.addHook('onClose', async () => {

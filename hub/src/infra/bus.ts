@@ -16,6 +16,8 @@ export interface HubEvents {
   'rollout.changed': { rolloutId: string; state: string; stage: number; transition: string };
   /** A device of a rollout moved (committed, failed, reverted…). */
   'rollout.device': { rolloutId: string; deviceId: string; state: string; reason: string | null };
+  /** A new root-signed keyring is in force (rotation, revocation, security floor). */
+  'keyring.installed': { version: number };
 }
 
 export class EventBus {

@@ -36,14 +36,24 @@ export const PublicKeyB64 = Type.String({ pattern: '^[A-Za-z0-9+/]{43}=$' });
 export const Signature = closed({ keyId: KeyId, sig: SignatureB64 });
 export const Signatures = Type.Array(Signature, { minItems: 1, maxItems: 8 });
 
+/** Revoked key ids a keyring carries (the newest; older ones have long expired). */
+export const KEYRING_REVOKED_LIMIT = 64;
 export const KeyRole = Type.Union([Type.Literal('release'), Type.Literal('director')]);
 export const KeyringKey = closed({ keyId: KeyId, role: KeyRole, publicKey: PublicKeyB64, expiresAt: EpochMs });
-/** The list of online keys, signed by the offline root key (DESIGN §3). */
+/**
+ * The list of online keys, signed by the root key (DESIGN §3). A new version replaces the
+ * previous one (devices accept versions only upward). `revoked` names keys that once were listed
+ * and must never verify again (cumulative, newest kept); `securityFloor` is the lowest manifest
+ * `releaseCounter` a device may install (absent: 0). Both are optional so that keyrings signed
+ * before they existed keep verifying.
+ */
 export const Keyring = closed({
   version: Type.Integer({ minimum: 1 }),
   issuedAt: EpochMs,
   expiresAt: EpochMs,
   keys: Type.Array(KeyringKey, { minItems: 1, maxItems: 32 }),
+  revoked: Type.Optional(Type.Array(KeyId, { maxItems: KEYRING_REVOKED_LIMIT })),
+  securityFloor: Type.Optional(Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER })),
 });
 export const SignedKeyring = closed({ keyring: Keyring, signatures: Signatures });
 

@@ -9,15 +9,15 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { schedule } from 'node-cron';
-import { matchesSelector, DeploymentPhase, type SignedDesiredT } from '@cairn/shared';
+import { matchesSelector, DeploymentPhase } from '@cairn/shared';
 import type { HubContext, ModuleOptions } from '../../infra/context.js';
 import { Errors } from '../../infra/errors.js';
 import { errorResponses, iso } from '../../infra/api-schemas.js';
 import { parseSelectorParam } from '../devices/devices.plugin.js';
 import { parseModelRef, formatModelRef } from '../registry/model-ref.js';
 import { assertMayDeploy } from '../registry/approval-policy.js';
-import { signDesiredFor } from './desired-signer.js';
-import type { DeploymentRow } from './deployments.repository.js';
+import { bundleOf, signDesiredFor } from './desired-signer.js';
+import type { DeploymentRow, DesiredRow } from './deployments.repository.js';
 
 const DeviceDeploymentState = Type.Union([DeploymentPhase, Type.Literal('pending'), Type.Literal('superseded')]);
 const DeploymentView = Type.Object({
@@ -131,33 +131,45 @@ const deploymentsPlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { c
   );
 
   /**
-   * Re-signs live documents that expire within the configured horizon, with a new seq and the
-   * same bundle. Each device's read-sign-write runs without an await in between, so a
-   * deployment landing meanwhile is never overwritten with the older bundle; one device that
-   * cannot be signed does not stop the others.
+   * Re-signs the live documents `due` selects, with a new seq, the keyring in force and the same
+   * model — its bundle as the registry holds it now (a revocation may have re-signed it), else as
+   * the old document carried it. Each device's read-sign-write runs without an await in between,
+   * so a deployment landing meanwhile is never overwritten with the older bundle; one device that
+   * cannot be signed does not stop the others. Returns the devices to publish.
    */
-  const resignExpiring = async () => {
-    const horizon = clock() + ctx.config.desired.resignWithinHours * 3600_000;
+  const resignLive = (candidates: DesiredRow[], due: (row: DesiredRow) => boolean, why: string): string[] => {
     const resigned: string[] = [];
-    for (const { deviceId } of deployments.expiringBefore(horizon)) {
+    for (const { deviceId } of candidates) {
       try {
         const current = deployments.desiredFor(deviceId);
-        if (!current || current.expiresAt >= horizon) continue;
-        const bundle = (JSON.parse(current.document) as SignedDesiredT).document.bundle;
+        if (!current || !due(current)) continue;
+        const carried = bundleOf(current);
+        const bundle = carried ? (registry.get(carried.manifest.name, carried.manifest.version)?.bundle ?? carried) : null;
         deployments.saveDesired(signDesiredFor(ctx, deviceId, current.deploymentId, bundle), clock());
         resigned.push(deviceId);
       } catch (err) {
         logger.error({ err, deviceId }, 'could not re-sign the desired document of a device');
       }
     }
-    await publisher.publish(resigned);
-    if (resigned.length > 0) logger.info({ count: resigned.length }, 're-signed expiring desired documents');
+    if (resigned.length > 0) logger.info({ count: resigned.length }, `re-signed desired documents: ${why}`);
+    return resigned;
   };
+  const resignExpiring = async () => {
+    const horizon = clock() + ctx.config.desired.resignWithinHours * 3600_000;
+    await publisher.publish(resignLive(deployments.expiringBefore(horizon), (row) => row.expiresAt < horizon, 'they expire soon'));
+  };
+  // A new keyring reaches devices only inside desired documents (DESIGN §3): every live one is
+  // re-signed with it at once, so devices learn of a rotation, revocation or floor right away.
+  const stopListening = ctx.bus.on('keyring.installed', ({ version }) => {
+    const all = deployments.allDesired();
+    publisher.publish(resignLive(all, () => true, `keyring version ${version} installed`)).catch((err: Error) => logger.error({ err }, 'publishing re-signed desired documents failed'));
+  });
 
   const job = schedule('17 * * * *', () => {
     resignExpiring().catch((err) => logger.error({ err }, 're-signing desired documents failed'));
   });
   fastify.addHook('onClose', async () => {
+    stopListening();
     await job.stop();
   });
 

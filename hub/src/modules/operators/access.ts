@@ -46,6 +46,10 @@ export const ACCESS_TABLE: Readonly<Record<string, AccessRule>> = {
   'GET /docs/json': rule('viewer', 'hub:read'),
   'GET /metrics': rule('viewer', 'hub:read'),
   'GET /api/v1/keys': rule('viewer', 'hub:read'),
+  // The trust hierarchy of the whole fleet: admins only. With the root offline a change is a
+  // draft until a root holder signs it (the root seed never reaches the hub).
+  'POST /api/v1/keys/changes': rule('admin', 'keys:write'),
+  'PUT /api/v1/keys/keyring': rule('admin', 'keys:write'),
 
   'GET /api/v1/devices': rule('viewer', 'devices:read'),
   'GET /api/v1/devices/:id': rule('viewer', 'devices:read'),

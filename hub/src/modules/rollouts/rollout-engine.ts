@@ -88,6 +88,7 @@ export class RolloutEngine {
   async create(actor: AuditActor, request: RolloutRequestT, kind: RolloutKind = 'staged'): Promise<RolloutRow> {
     const spec = normalizeRolloutSpec(request);
     const model = this.modelOf(request.model);
+    if (model.releaseCounter < this.ctx.keys.securityFloor) throw Errors.belowFloor(formatModelRef(model), model.releaseCounter, this.ctx.keys.securityFloor);
     const cohort = this.resolveTarget(spec);
     this.assertNoConflict(cohort);
     const id = `${kind === 'direct' ? 'dep' : 'ro'}_${randomBytes(9).toString('base64url')}`;
@@ -387,8 +388,15 @@ export class RolloutEngine {
       for (const d of rows) {
         if (this.ctx.deployments.desiredFor(d.deviceId)?.deploymentId !== r.id) continue;
         const previous = d.previousModel ? this.ctx.registry.get(parseModelRef(d.previousModel).name, parseModelRef(d.previousModel).version) : null;
-        if (!previous) {
-          this.repo.setDeviceState(r.id, d.deviceId, 'kept', d.phase, d.previousModel ? `previous model ${d.previousModel} is no longer in the registry` : 'no previous model to return to', now);
+        const why = !d.previousModel
+          ? 'no previous model to return to'
+          : !previous
+            ? `previous model ${d.previousModel} is no longer in the registry`
+            : previous.releaseCounter < this.ctx.keys.securityFloor
+              ? `previous model ${d.previousModel} is below the security floor`
+              : null;
+        if (why || !previous) {
+          this.repo.setDeviceState(r.id, d.deviceId, 'kept', d.phase, why, now);
           kept++;
           continue;
         }
@@ -445,7 +453,7 @@ export class RolloutEngine {
     for (const [id, deviceIds] of joiners) {
       const r = this.get(id);
       const model = this.modelOf(`${r.modelName}@${r.modelVersion}`);
-      if (approvalShortfall(this.ctx, model, deviceIds)) continue;
+      if (approvalShortfall(this.ctx, model, deviceIds) || model.releaseCounter < this.ctx.keys.securityFloor) continue;
       if (r.spec.window && !windowState(r.spec.window, now).open) continue;
       const assigned = this.assign(r, model, deviceIds, r.spec.stages.length - 1, false, now);
       if (assigned.length > 0) this.ctx.logger.info({ rollout: id, devices: assigned.length }, 'devices joined the cohort of a completed rollout');
