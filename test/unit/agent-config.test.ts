@@ -43,6 +43,7 @@ test('a minimal YAML file gets every default', async (t) => {
     logLevel: 'info',
     health: {},
     rules: {},
+    drift: {},
   } satisfies AgentConfig);
 });
 
