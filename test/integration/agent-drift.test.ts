@@ -31,7 +31,7 @@ const IMAGE = resolve(import.meta.dirname, '../../../firmware-images/pdm-vibrati
 const BASELINE = 600;
 const ONSET_MS = 700_000;
 
-async function startDevice(t: TestContext, hub: TestHub, deviceId: string, machine: Record<string, unknown>): Promise<Agent> {
+async function startDevice(t: TestContext, hub: TestHub, deviceId: string, machine: Record<string, unknown>, withApi = false): Promise<Agent> {
   const stateDir = mkdtempSync(join(tmpdir(), 'cairn-drift-agent-'));
   t.after(() => rmSync(stateDir, { recursive: true, force: true }));
   const trust = (await (await fetch(`${hub.httpUrl}/api/v1/trust`)).json()) as { rootPublicKey: string; mqttUrl: string };
@@ -42,7 +42,7 @@ async function startDevice(t: TestContext, hub: TestHub, deviceId: string, machi
       mqttUrl: trust.mqttUrl,
       rootPublicKey: trust.rootPublicKey,
       labels: { site: 'drift' },
-      api: false,
+      api: withApi ? { host: '127.0.0.1', port: 0 } : false,
       telemetryIntervalMs: 250,
       source: { kind: 'simulated', intervalMs: 20, simulatedStepMs: 1000, ...machine },
       health: { trial: { durationMs: 300, minInferences: 5 } },
@@ -66,7 +66,7 @@ async function storedDrift(hub: TestHub, deviceId: string): Promise<DriftSummary
 test('a healthy machine of a trained type reports low PSI; a new shaft speed and a drifting sensor gain are reported as alert', async (t) => {
   const hub = await startTestHub(t);
   await publishImage(new HubClient(hub.httpUrl, hub.token), IMAGE);
-  const healthy = await startDevice(t, hub, 'fan-1', { machine: 'fan-1200' });
+  const healthy = await startDevice(t, hub, 'fan-1', { machine: 'fan-1200' }, true);
   const speed = await startDevice(t, hub, 'pump-2', { machine: 'pump-1800', scenario: 'shaft_speed_change', scenarioStartAfterMs: ONSET_MS });
   const gain = await startDevice(t, hub, 'motor-3', { machine: 'motor-3600', scenario: 'sensor_gain_drift', scenarioStartAfterMs: ONSET_MS });
   const devices = [healthy, speed, gain];
@@ -100,6 +100,12 @@ test('a healthy machine of a trained type reports low PSI; a new shaft speed and
     assert.equal(Object.keys(d.features).length, 19, 'every vibration feature');
   }
   t.diagnostic(`healthy fan: ${reported.length} summaries with PSI, largest maxFeaturePsi ${Math.max(...reported.map((d) => d.maxFeaturePsi!))}`);
+  // The same numbers for Prometheus, on the local API.
+  const metrics = await (await fetch(`http://127.0.0.1:${healthy.status.api!.port}/metrics`)).text();
+  for (const kind of ['prediction', 'max_feature']) {
+    const value = Number(metrics.match(new RegExp(`^cairn_agent_drift_psi\\{kind="${kind}"\\} (\\S+)$`, 'm'))?.[1]);
+    assert.ok(value >= 0 && value < 0.1, `${kind}: ${value}`);
+  }
   for (const agent of devices) assert.deepEqual(agent.status.dropped, {}, `${agent.deviceId} dropped nothing`);
   const stats = healthy.status.source!.machine!;
   assert.ok(stats.matches / stats.windows >= 0.9, 'the model diagnoses the healthy fan as healthy (the baseline is of normal operation)');

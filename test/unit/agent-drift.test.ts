@@ -10,7 +10,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import { buildDriftReference, checkValue, Compile, DriftSummary, gaussianArray, mulberry32, parseDriftReference, type DriftReference, type ManifestT } from '@cairn/shared';
+import { buildDriftReference, checkValue, Compile, decodePayload, DriftSummary, gaussianArray, mulberry32, parseDriftReference, type DriftReference, type ManifestT } from '@cairn/shared';
 import { DriftWindow } from '@cairn/agent/components/drift-window.js';
 import { DriftMonitor, type DriftConfig } from '@cairn/agent/components/drift-monitor.js';
 import { BASELINE_FILE, DriftBaseline } from '@cairn/agent/components/drift-baseline.js';
@@ -206,4 +206,26 @@ test('the drift reference parser names what is wrong', () => {
   assert.match(problem({ ...good, features: [{ ...good.features[0]!, name: 'has space' }] })!, /does not match/);
   assert.match(problem({ ...good, predictions: { classes: ['a'], shares: [0.5, 0.5] } })!, /2 shares for 1 classes/);
   assert.match(problem({ ...good, thresholds: { warn: 0.3, alert: 0.2 } })!, /warn/);
+});
+
+test('the telemetry contract: a drift section is optional and closed; unknown fields, out-of-range PSI, bad names and statuses are refused', () => {
+  const base = { seq: 1, ts: 1, intervalMs: 10_000, inferences: 3, errors: 0, latencyMs: null, rssMb: 50, cpuPct: 1, active: null };
+  const drift = { windowMs: 600_000, samples: 40, predictionPsi: 0.01, maxFeaturePsi: 0.3, maxFeature: 'rms_g', features: { rms_g: 0.3, peak_g: 0.02 }, status: 'alert' };
+  const decode = (value: unknown) => decodePayload('telemetry', Buffer.from(JSON.stringify(value)));
+  assert.ok(decode(base).ok, 'no drift section');
+  assert.ok(decode({ ...base, drift }).ok);
+  assert.ok(decode({ ...base, drift: { ...drift, predictionPsi: null, maxFeaturePsi: null, maxFeature: null, features: {}, status: 'ok' } }).ok);
+  for (const bad of [
+    { ...drift, histogram: [1, 2] },
+    { ...drift, maxFeaturePsi: 1e9 },
+    { ...drift, predictionPsi: -1 },
+    { ...drift, features: { 'has space': 0.1 } },
+    { ...drift, features: { rms_g: 'high' } },
+    { ...drift, status: 'panic' },
+    { ...drift, samples: 1.5 },
+  ]) {
+    const decoded = decode({ ...base, drift: bad });
+    assert.equal(decoded.ok, false, JSON.stringify(bad));
+    assert.equal(!decoded.ok && decoded.reason, 'schema');
+  }
 });

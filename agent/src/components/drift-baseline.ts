@@ -38,15 +38,15 @@ const BASELINE_SCHEMA = 'cairn.drift-baseline/v1';
 export interface BaselineData {
   /** Feature names, in input order. */
   features: string[];
-  /** One row per inference, `features.length` values (NaN: not finite). float32, as the model saw them. */
-  rows: Float32Array[];
-  /** Predicted class name per row (null: no prediction). */
+  /** One row per inference, row-major, `features.length` values each (NaN: not finite); float32 as the model saw them, in one array (a simulated fleet keeps a baseline per device). */
+  values: Float32Array;
+  /** Predicted class name per row (null: no prediction); its length is the number of rows. */
   predictions: (string | null)[];
   completedAt: number;
 }
 
-/** The file: rows as JSON arrays, null for a value that was not finite. */
-interface BaselineFile extends Omit<BaselineData, 'rows'> {
+/** The file: one JSON array per row, null for a value that was not finite. */
+interface BaselineFile extends Omit<BaselineData, 'values'> {
   schema: typeof BASELINE_SCHEMA;
   rows: (number | null)[][];
 }
@@ -55,7 +55,7 @@ export class DriftBaseline {
   private readonly path: string;
   private data: BaselineData | null = null;
   private writing: Promise<void> = Promise.resolve();
-  private collecting: { features: string[]; rows: Float32Array[]; predictions: (string | null)[] } | null = null;
+  private collecting: { features: string[]; values: Float32Array; predictions: (string | null)[] } | null = null;
 
   constructor(
     stateDir: string,
@@ -87,18 +87,21 @@ export class DriftBaseline {
   /** Adds one row while the baseline for `features` is incomplete; returns the baseline when this row completed it. */
   collect(features: readonly string[], row: ArrayLike<number>, prediction: string | null): BaselineData | null {
     if (this.for(features)) return null;
-    if (!this.collecting || !sameNames(this.collecting.features, features)) this.collecting = { features: [...features], rows: [], predictions: [] };
-    this.collecting.rows.push(Float32Array.from(row));
-    this.collecting.predictions.push(prediction);
-    if (this.collecting.rows.length < this.samples) return null;
-    const { features: names, rows, predictions } = this.collecting;
+    if (!this.collecting || !sameNames(this.collecting.features, features)) this.collecting = { features: [...features], values: new Float32Array(this.samples * features.length), predictions: [] };
+    const { values, predictions } = this.collecting;
+    values.set(row, predictions.length * features.length);
+    predictions.push(prediction);
+    if (predictions.length < this.samples) return null;
+    const names = this.collecting.features;
     this.collecting = null;
     if (this.data) this.logger.info({ previous: this.data.features.length, features: names.length }, 'the model takes other features: replacing the drift baseline');
-    this.data = { features: names, rows, predictions, completedAt: this.clock() };
-    const file: BaselineFile = { schema: BASELINE_SCHEMA, ...this.data, rows: rows.map((r) => Array.from(r, (v) => (Number.isFinite(v) ? v : null))) };
+    this.data = { features: names, values, predictions, completedAt: this.clock() };
+    const width = names.length;
+    const rows = predictions.map((_, r) => Array.from(values.subarray(r * width, (r + 1) * width), (v) => (Number.isFinite(v) ? v : null)));
+    const file: BaselineFile = { schema: BASELINE_SCHEMA, features: names, rows, predictions, completedAt: this.data.completedAt };
     this.writing = this.writing.then(() =>
       writeFileAtomic(this.path, JSON.stringify(file)).then(
-        () => this.logger.info({ samples: rows.length }, 'drift baseline complete'),
+        () => this.logger.info({ samples: predictions.length }, 'drift baseline complete'),
         (err: Error) => this.logger.warn({ err }, 'could not store the drift baseline; it holds until the agent restarts'),
       ),
     );
@@ -112,7 +115,7 @@ export class DriftBaseline {
 
   /** Rows collected toward an incomplete baseline. */
   get pending(): number {
-    return this.collecting?.rows.length ?? 0;
+    return this.collecting?.predictions.length ?? 0;
   }
 }
 
@@ -134,5 +137,5 @@ function parseBaseline(text: string): BaselineData | string {
   if (!Array.isArray(rows) || rows.length === 0 || !rows.every((r) => Array.isArray(r) && r.length === features.length && r.every((v) => v === null || Number.isFinite(v)))) return `rows must hold ${features.length} numbers each`;
   if (!Array.isArray(predictions) || predictions.length !== rows.length || !predictions.every((p) => p === null || typeof p === 'string')) return 'predictions must name one class per row';
   if (typeof completedAt !== 'number') return 'completedAt is missing';
-  return { features, rows: rows.map((r) => Float32Array.from(r, (v) => v ?? Number.NaN)), predictions, completedAt };
+  return { features, values: Float32Array.from(rows.flat(), (v) => v ?? Number.NaN), predictions, completedAt };
 }

@@ -152,7 +152,7 @@ export class DriftMonitor implements InferenceObserver {
     const names = reference.features.map((f) => f.name);
     const window = new DriftWindow(this.config.windowMs, this.config.buckets, reference.features.map((f) => f.edges.length + 1), reference.predictions.classes.length);
     const baseline = this.baseline.for(names);
-    log.info({ features: names.length, baseline: baseline ? baseline.rows.length : `collecting (${this.baseline.pending} rows so far)` }, 'monitoring drift');
+    log.info({ features: names.length, baseline: baseline ? baseline.predictions.length : `collecting (${this.baseline.pending} rows so far)` }, 'monitoring drift');
     return {
       reference,
       thresholds: reference.thresholds ?? DEFAULT_DRIFT_THRESHOLDS,
@@ -167,7 +167,12 @@ export class DriftMonitor implements InferenceObserver {
 
 /** The baseline's shares on the reference's bins; prediction shares over the reference's classes (null when none of the baseline's predictions is one of them). */
 function expectedShares(reference: DriftReference, baseline: BaselineData): { features: number[][]; predictions: number[] | null } {
-  const features = reference.features.map((feature, f) => shares(binCounts(feature.edges, baseline.rows.map((row) => row[f]!).filter(Number.isFinite))));
+  const width = baseline.features.length;
+  const column = new Float64Array(baseline.predictions.length);
+  const features = reference.features.map((feature, f) => {
+    for (let r = 0; r < column.length; r++) column[r] = baseline.values[r * width + f]!;
+    return shares(binCounts(feature.edges, column.filter(Number.isFinite)));
+  });
   const classes = reference.predictions.classes;
   const counts = new Array<number>(classes.length).fill(0);
   for (const name of baseline.predictions) {
