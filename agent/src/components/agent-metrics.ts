@@ -5,8 +5,8 @@
  * Counted as it happens: inferences and their latency (this is an InferenceObserver of the
  * pipeline) and local API requests. Read at scrape time from the components, through
  * `MetricsView`: outbox depth and drops, the active bundle, trial, swaps, alerts, source
- * records, the hub connection, the drift of the sliding window. prom-client's default metrics add the process's CPU, memory and
- * the event-loop delay (`cairn_agent_nodejs_eventloop_lag_*`).
+ * records, the hub connection, the drift window's PSI. prom-client's default metrics add the
+ * process's CPU, memory and the event-loop delay (`cairn_agent_nodejs_eventloop_lag_*`).
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ActiveBundleT, DriftSummaryT } from '@cairn/shared';

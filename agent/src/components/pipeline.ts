@@ -1,8 +1,8 @@
 /**
  * The inference pipeline: run the active model, report latency and errors to its observers (the
- * telemetry interval's stats, the Prometheus metrics, the drift monitor). The local API calls `infer`; sources
- * (simulated machine, stdin, local MQTT) call `process`, which also hands each window's outputs
- * to the maintenance rules.
+ * telemetry interval's stats, the drift monitor, the Prometheus metrics). The local API calls
+ * `infer`; sources (simulated machine, stdin, local MQTT) call `process`, which also hands each
+ * window's outputs to the maintenance rules.
  */
 import { performance } from 'node:perf_hooks';
 import type { Feeds, Tensor } from './runtime/types.js';

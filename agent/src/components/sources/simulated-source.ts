@@ -9,8 +9,8 @@
  * counts how often the model's argmax matches the machine's true condition. The machine's clock
  * follows the agent's, or with `simulatedStepMs` advances that much per window (compressed
  * simulated time: a scenario of hours in a few hundred windows, whatever the machine's load).
- * Any other model
- * gets seeded random float32 inputs matching its input signature (symbolic dimensions → 1).
+ * Any other model gets seeded random float32 inputs matching its input signature (symbolic
+ * dimensions → 1).
  */
 import type { Logger } from 'pino';
 import type { TensorSpecT } from '@cairn/shared';
