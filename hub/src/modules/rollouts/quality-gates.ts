@@ -6,8 +6,9 @@
  * Each gate compares one statistic of the two groups' telemetry since the stage started:
  *  - driftPsi: median over devices of their latest drift PSI (the larger of the prediction PSI
  *    and the largest feature PSI), updated minus control; absolute when there is no control
- *    group (each model is measured against its own reference, so a model whose reference does
- *    not fit the cohort's machines shows it);
+ *    group. Agents measure PSI against their own baseline (agent/src/components/drift-monitor.ts),
+ *    learned under the model they ran before, so a model that reads the same machines
+ *    differently shows as prediction drift on the updated devices only;
  *  - latencyP95Ratio: median of the summaries' p95 latency, updated over control;
  *  - errorRateDelta: errors per inference, updated minus control, in percentage points;
  *  - alertRateDelta: maintenance alerts per device-hour of telemetry, updated minus control.
@@ -40,9 +41,9 @@ export interface GroupData {
   alerts: number;
 }
 
-/** The drift fields of a summary, read defensively: older agents send none. */
+/** A summary's drift PSI (older agents, and models without a drift reference, send none). */
 export function driftOf(t: TelemetryT): number | null {
-  const drift = (t as { drift?: { predictionPsi?: number | null; maxFeaturePsi?: number | null } | null }).drift;
+  const drift = t.drift;
   if (!drift) return null;
   const values = [drift.predictionPsi, drift.maxFeaturePsi].filter((v): v is number => typeof v === 'number' && Number.isFinite(v));
   return values.length === 0 ? null : Math.max(...values);
