@@ -373,3 +373,24 @@ test('a hub restart resumes a rollout exactly where it was, including a schedule
   assert.equal((await status(second.hub, later.id)).state, 'running', 'the scheduled rollout started at 12:00 and told its device');
   assert.equal(desiredModel(second.hub, 'other-1'), '1.0.0');
 });
+
+test('an operator pause holds the next stage however long it bakes; resume bakes the stage again, then goes on', async (t) => {
+  const b = await bench(t, 4);
+  const { hub } = b;
+  await publishModels(hub, '1.0.0');
+  const r = await createRollout(hub, { model: 'pdm@1.0.0', selector: 'site=plant-3', stages: [{ size: 1, bake: '5m' }, { size: '100%' }] });
+  await report(hub, assigned(hub, r.id)[0]!, 'committed');
+  const paused = await hub.api<RolloutViewT>('POST', `/api/v1/rollouts/${r.id}/pause`);
+  assert.equal(paused.body.state, 'paused');
+  assert.equal((paused.body.stopReason as { kind: string; actor: string }).actor, 'user:admin');
+  await b.advance(60 * MIN);
+  assert.equal(assigned(hub, r.id).length, 1, 'paused: nobody else is told');
+  assert.equal((await hub.api('POST', `/api/v1/rollouts/${r.id}/pause`)).status, 409);
+  const resumed = await hub.api<RolloutViewT>('POST', `/api/v1/rollouts/${r.id}/resume`);
+  assert.equal(resumed.body.state, 'running');
+  assert.equal(resumed.body.stage, 0, 'the stage bakes again after a resume');
+  await b.advance(5 * MIN);
+  assert.equal(assigned(hub, r.id).length, 4);
+  const history = (await status(hub, r.id)).history.map((h) => h.kind);
+  assert.deepEqual(history.filter((k) => ['paused', 'resumed', 'stage_advanced'].includes(k)), ['paused', 'resumed', 'stage_advanced']);
+});
