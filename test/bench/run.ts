@@ -3,8 +3,8 @@
  * measured in one run on this machine, never a pass/fail timing. Prints a Markdown section per
  * group for BENCHMARKS.md and writes the raw numbers to test-artifacts/bench.json.
  *
- * Names select what runs: a group (`foundation`, `agent`) or one benchmark of a group
- * (`rollback`, `memory`, `swaps`, `pipeline`, `fleet`); no name runs everything.
+ * Names select what runs: a group (`foundation`, `agent`, `security`) or one benchmark of a group
+ * (`rollback`, `memory`, `swaps`, `pipeline`, `fleet`, `desired`, `verify`); no name runs everything.
  *
  * Other work may share the machine (engineers run tests on it at the same time): every
  * benchmark records how busy the whole machine was while it ran, and the section says so.
@@ -18,6 +18,8 @@ import { memory } from './agent/memory.js';
 import { swaps } from './agent/swaps.js';
 import { pipeline } from './agent/pipeline.js';
 import { fleet } from './agent/fleet.js';
+import { desiredFanout } from './security/desired-fanout.js';
+import { bundleVerify } from './security/bundle-verify.js';
 import { runBenchmark, table, type Benchmark, type BenchReport } from './lib/report.js';
 import { watchMachine, type MachineLoad } from './lib/proc.js';
 
@@ -30,6 +32,7 @@ interface Group {
 const GROUPS: Group[] = [
   { name: 'foundation', title: 'Foundation benchmarks', benchmarks: [foundation] },
   { name: 'agent', title: 'Agent benchmarks', benchmarks: [rollback, memory, swaps, pipeline, fleet] },
+  { name: 'security', title: 'Security benchmarks', benchmarks: [desiredFanout, bundleVerify] },
 ];
 
 function selected(names: string[]): Group[] {
