@@ -8,7 +8,7 @@
  * signed manifest (most of each document's bytes): both are frozen with `freezeCanonical`, so
  * their canonical JSON is computed once, not once per device (bench: `npm run bench -- desired`).
  */
-import { freezeCanonical, isValidDeviceId, verifyDesired, type DesiredDocumentT, type SignedDesiredT, type SignedManifestT } from '@cairn/shared';
+import { canonicalJson, freezeCanonical, isValidDeviceId, verifyDesired, type DesiredDocumentT, type SignedDesiredT, type SignedManifestT } from '@cairn/shared';
 import type { HubContext } from '../../infra/context.js';
 import type { DesiredRow } from './deployments.repository.js';
 
@@ -19,7 +19,7 @@ export function signDesiredFor(ctx: HubContext, deviceId: string, deploymentId: 
   const now = ctx.clock();
   // The hub's own record is authoritative; what a device reports counts only when the hub has
   // none (its database was lost), and is clamped so a device cannot push seq past the schema.
-  const issued = ctx.deployments.desiredFor(deviceId)?.seq;
+  const issued = ctx.deployments.issuedSeq(deviceId) ?? undefined;
   const reported = Math.min(ctx.devices.get(deviceId)?.reported?.lastDesiredSeq ?? 0, MAX_ADOPTED_SEQ);
   const document: DesiredDocumentT = {
     deviceId,
@@ -37,7 +37,8 @@ export function signDesiredFor(ctx: HubContext, deviceId: string, deploymentId: 
     seq: document.seq,
     deploymentId,
     digest: bundle?.manifest.files[0]?.digest ?? null,
-    document: JSON.stringify(signed),
+    // Canonical JSON is valid JSON, and with the keyring and manifest memoized far cheaper to build than JSON.stringify.
+    document: canonicalJson(signed),
     expiresAt: document.expiresAt,
   };
 }
