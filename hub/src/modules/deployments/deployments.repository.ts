@@ -84,9 +84,10 @@ export class DeploymentsRepository {
     return statement;
   }
 
-  /** The seq of the device's current desired document, without reading the document. */
-  issuedSeq(deviceId: string): number | null {
-    return (this.prepare('SELECT seq FROM desired WHERE device_id = ?').get(deviceId) as { seq: number } | undefined)?.seq ?? null;
+  /** The seq and deployment of the device's current desired document, without reading the document. */
+  desiredHead(deviceId: string): { seq: number; deploymentId: string } | null {
+    const row = this.prepare('SELECT seq, deployment_id FROM desired WHERE device_id = ?').get(deviceId) as { seq: number; deployment_id: string } | undefined;
+    return row ? { seq: row.seq, deploymentId: row.deployment_id } : null;
   }
 
   transaction<T>(fn: () => T): T {

@@ -19,7 +19,7 @@ export function signDesiredFor(ctx: HubContext, deviceId: string, deploymentId: 
   const now = ctx.clock();
   // The hub's own record is authoritative; what a device reports counts only when the hub has
   // none (its database was lost), and is clamped so a device cannot push seq past the schema.
-  const issued = ctx.deployments.issuedSeq(deviceId) ?? undefined;
+  const issued = ctx.deployments.desiredHead(deviceId)?.seq;
   const reported = Math.min(ctx.devices.get(deviceId)?.reported?.lastDesiredSeq ?? 0, MAX_ADOPTED_SEQ);
   const document: DesiredDocumentT = {
     deviceId,
