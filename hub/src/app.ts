@@ -6,8 +6,10 @@
  * encapsulated plugin that owns its routes, MQTT handlers, tables and jobs.
  */
 import fastifySwagger from '@fastify/swagger';
+import AjvCompiler from '@fastify/ajv-compiler';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
 import { pino, type Logger } from 'pino';
+import { canonicalJsonProblem, MAX_JSON_DEPTH } from '@cairn/shared';
 import { join } from 'node:path';
 import { mkdirSync } from 'node:fs';
 import type { HubConfig } from './infra/config.js';
@@ -16,7 +18,7 @@ import { createEmbeddedBroker, type EmbeddedBroker } from './infra/broker.js';
 import { EventBus } from './infra/bus.js';
 import { HubKeys } from './infra/keys.js';
 import { createMetrics } from './infra/metrics.js';
-import { HubError } from './infra/errors.js';
+import { Errors, fromFrameworkError, HubError } from './infra/errors.js';
 import type { HubContext } from './infra/context.js';
 import { DevicesRepository } from './modules/devices/devices.repository.js';
 import { RegistryRepository } from './modules/registry/registry.repository.js';
@@ -118,25 +120,18 @@ export async function buildHub(config: HubConfig, options: BuildHubOptions = {})
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }), // request lines are noise at fleet scale; errors are still logged
-    bodyLimit: 1024 * 1024,
+    bodyLimit: BODY_LIMIT,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
+    schemaController: { compilersFactory: { buildValidator: bodiesWithoutCoercion } },
   });
 
   app.setErrorHandler((error: FastifyError | HubError, request, reply) => {
-    if (error instanceof HubError) {
-      return reply.code(error.statusCode).headers(error.headers).send({ statusCode: error.statusCode, code: error.code, error: httpStatusText(error.statusCode), message: error.message });
+    const known = error instanceof HubError ? error : error.validation ? Errors.badRequest(error.message) : fromFrameworkError(error, { headers: request.headers, bodyLimit: request.routeOptions.bodyLimit ?? BODY_LIMIT });
+    if (known) {
+      return reply.code(known.statusCode).headers(known.headers).send({ statusCode: known.statusCode, code: known.code, error: httpStatusText(known.statusCode), message: known.message });
     }
-    if (error.validation) {
-      return reply.code(400).send({ statusCode: 400, code: 'CAIRN_BAD_REQUEST', error: 'Bad Request', message: error.message });
-    }
-    const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
-    if (status === 500) request.log.error({ err: error, url: request.url }, 'request failed');
-    return reply.code(status).send({
-      statusCode: status,
-      code: status === 500 ? 'CAIRN_INTERNAL' : (error.code ?? 'CAIRN_BAD_REQUEST'),
-      error: httpStatusText(status),
-      message: status === 500 ? 'internal error; see the hub log' : error.message,
-    });
+    request.log.error({ err: error, url: request.url }, 'request failed');
+    return reply.code(500).send({ statusCode: 500, code: 'CAIRN_INTERNAL', error: httpStatusText(500), message: 'internal error; see the hub log' });
   });
 
   // Every route meets the access table (modules/operators/access.ts) before its handler; the
@@ -148,6 +143,7 @@ export async function buildHub(config: HubConfig, options: BuildHubOptions = {})
   app.decorateRequest('principal', null);
   app.decorateRequest('actor', null as unknown as FastifyRequest['actor']);
   app.addHook('onRequest', accessHook(operators, metrics));
+  app.addHook('preValidation', refuseUnsignableBody);
 
   // OpenAPI 3 description of every route, generated from the same TypeBox schemas that validate
   // requests and responses; served at /docs/json.
@@ -192,6 +188,37 @@ export async function buildHub(config: HubConfig, options: BuildHubOptions = {})
 
   return { app, ctx, broker, adminToken: { tokenFile: bootstrap.adminTokenFile }, adminPasswordFile: bootstrap.adminPasswordFile, routes };
 }
+
+/**
+ * Refuses a JSON body that canonical JSON cannot represent (nesting past MAX_BODY_DEPTH, a number
+ * that overflowed to Infinity, a lone surrogate) before any handler signs, audits or stores it,
+ * where it would fail as a 500. Only plain parsed JSON is walked (uploads arrive as streams).
+ */
+async function refuseUnsignableBody(request: FastifyRequest): Promise<void> {
+  const body = request.body;
+  if (typeof body !== 'object' || body === null || !(Array.isArray(body) || Object.getPrototypeOf(body) === Object.prototype)) return;
+  const problem = canonicalJsonProblem(body, MAX_BODY_DEPTH);
+  if (problem) throw Errors.badJson(`the body cannot be represented as canonical JSON: ${problem.message}`);
+}
+
+/** A body's sections can end up in a manifest inside a desired document, which devices refuse past MAX_JSON_DEPTH. */
+const MAX_BODY_DEPTH = MAX_JSON_DEPTH / 2;
+
+/**
+ * Query strings and path parameters are text, so their validators coerce (`?limit=10` is the
+ * integer 10); a JSON body has real types, and `{"username": 12345}` is a client's mistake to
+ * refuse with 400, not to turn into the user "12345". Two fastify validator pools, chosen by
+ * the part of the request.
+ */
+const ajvCompilers = AjvCompiler();
+const bodiesWithoutCoercion: typeof ajvCompilers = (externalSchemas, options) => {
+  const coercing = ajvCompilers(externalSchemas, options);
+  const strict = ajvCompilers(externalSchemas, { ...options, customOptions: { ...options?.customOptions, coerceTypes: false } } as typeof options);
+  return (route) => (route.httpPart === 'body' ? strict : coercing)(route);
+};
+
+/** Largest JSON body (routes that take uploads set their own). */
+const BODY_LIMIT = 1024 * 1024;
 
 /** The broker URL devices are told to use. */
 function mqttPublicUrl(config: HubConfig): string {

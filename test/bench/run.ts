@@ -3,8 +3,9 @@
  * measured in one run on this machine, never a pass/fail timing. Prints a Markdown section per
  * group for BENCHMARKS.md and writes the raw numbers to test-artifacts/bench.json.
  *
- * Names select what runs: a group (`foundation`, `agent`, `monitoring`) or one benchmark of a
- * group (`rollback`, `memory`, `swaps`, `pipeline`, `fleet`, `drift`); no name runs everything.
+ * Names select what runs: a group (`foundation`, `agent`, `rollouts`, `monitoring`, `security`) or
+ * one benchmark of a group (`rollback`, `memory`, `swaps`, `pipeline`, `fleet`, `engine`,
+ * `rollout`, `drift`, `desired`, `verify`); no name runs everything.
  *
  * Other work may share the machine (engineers run tests on it at the same time): every
  * benchmark records how busy the whole machine was while it ran, and the section says so.
@@ -21,6 +22,8 @@ import { fleet } from './agent/fleet.js';
 import { engine } from './rollouts/engine.js';
 import { fleetRollout } from './rollouts/fleet-rollout.js';
 import { drift } from './monitoring/drift.js';
+import { desiredFanout } from './security/desired-fanout.js';
+import { bundleVerify } from './security/bundle-verify.js';
 import { runBenchmark, table, type Benchmark, type BenchReport } from './lib/report.js';
 import { watchMachine, type MachineLoad } from './lib/proc.js';
 
@@ -35,6 +38,7 @@ const GROUPS: Group[] = [
   { name: 'agent', title: 'Agent benchmarks', benchmarks: [rollback, memory, swaps, pipeline, fleet] },
   { name: 'rollouts', title: 'Rollout benchmarks', benchmarks: [engine, fleetRollout] },
   { name: 'monitoring', title: 'Monitoring evaluation', benchmarks: [drift] },
+  { name: 'security', title: 'Security benchmarks', benchmarks: [desiredFanout, bundleVerify] },
 ];
 
 function selected(names: string[]): Group[] {

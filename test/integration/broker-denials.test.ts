@@ -14,11 +14,11 @@ import { describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { Duplex, PassThrough } from 'node:stream';
-import mqtt, { MqttClient } from 'mqtt';
+import mqtt from 'mqtt';
 import { deviceTopic, signEnrollClaim, MAX_JSON_PAYLOAD_BYTES } from '@cairn/shared';
 import { startTestHub, type TestHub } from '../helpers/hub.js';
 import { waitFor } from '../helpers/wait.js';
+import { inMemoryClient } from '../helpers/mqtt-stream.js';
 
 interface Attempt {
   clientId: string;
@@ -38,25 +38,11 @@ interface Transport {
   run(hub: TestHub, who: Attempt, action: { topic: string; payloads: Buffer[] } | { subscribe: string } | null): Promise<Outcome>;
 }
 
-/** Two connected in-memory ends; closing either closes the other, as a socket's peer would see. */
-function duplexPair(): [Duplex, Duplex] {
-  const toServer = new PassThrough();
-  const toClient = new PassThrough();
-  const ends: [Duplex, Duplex] = [Duplex.from({ readable: toClient, writable: toServer }), Duplex.from({ readable: toServer, writable: toClient })];
-  for (const [end, peer] of [ends, [ends[1], ends[0]]] as const) end.once('close', () => peer.destroy());
-  return ends;
-}
-
 const inMemory: Transport = {
   name: 'in-memory stream',
   async run(hub, who, action) {
-    const [clientSide, serverSide] = duplexPair();
-    hub.broker.accept(serverSide);
-    const client = new MqttClient(() => clientSide, {
+    const client = inMemoryClient(hub, {
       clientId: who.clientId,
-      protocolVersion: 4,
-      reconnectPeriod: 0,
-      connectTimeout: 5000,
       ...(who.username !== undefined ? { username: who.username } : {}),
       ...(who.password !== undefined ? { password: who.password } : {}),
     });

@@ -32,6 +32,8 @@ export const Errors = {
   quantizationGate: (failures: string[]) => new HubError('CAIRN_QUANTIZATION_GATE', 422, `the int8 model fails its gate, nothing was published: ${failures.join('; ')}`),
   badHealthPolicy: (message: string) => new HubError('CAIRN_HEALTH_POLICY_INVALID', 422, `${message} (devices would refuse the bundle with reason health_policy)`),
   manifestTooLarge: (size: number, limit: number) => new HubError('CAIRN_MANIFEST_TOO_LARGE', 422, `the manifest would be ${size} bytes; devices accept desired documents up to a budget that leaves ${limit} bytes for it (trim lineage, health probes or the drift reference)`),
+  badJson: (message: string) => new HubError('CAIRN_BAD_JSON', 400, message),
+  unsupportedMediaType: (type: string | undefined) => new HubError('CAIRN_UNSUPPORTED_MEDIA_TYPE', 415, `content type ${JSON.stringify(type ?? '(none)')} is not accepted here; send application/json`),
   payloadTooLarge: (limit: number) => new HubError('CAIRN_PAYLOAD_TOO_LARGE', 413, `body exceeds ${limit} bytes`),
   enrollSignature: () => new HubError('CAIRN_ENROLL_BAD_SIGNATURE', 401, 'the enrollment claim is not signed by the key it names'),
   enrollClockSkew: (ts: number, now: number) =>
@@ -71,3 +73,21 @@ export const Errors = {
   keyringNotDraft: (message: string) => new HubError('CAIRN_KEYRING_NOT_DRAFT', 409, message),
   keyringSignature: (message: string) => new HubError('CAIRN_KEYRING_SIGNATURE', 400, message),
 } as const;
+
+/**
+ * The catalogue's error for one that fastify raised itself before a handler ran (a body its
+ * parsers refused), so that clients see the hub's codes only; null for anything else.
+ */
+export function fromFrameworkError(error: { code?: string; statusCode?: number; message: string }, request: { headers: Record<string, string | string[] | undefined>; bodyLimit: number }): HubError | null {
+  switch (error.code) {
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return Errors.badJson(error.message);
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return Errors.unsupportedMediaType(request.headers['content-type']?.toString());
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return Errors.payloadTooLarge(request.bodyLimit);
+  }
+  const status = error.statusCode;
+  return status !== undefined && status >= 400 && status < 500 ? new HubError('CAIRN_BAD_REQUEST', status, error.message) : null;
+}

@@ -9,7 +9,7 @@ export function createMetrics() {
   collectDefaultMetrics({ register: registry, prefix: 'cairn_hub_' });
   return {
     registry,
-    /** Device messages dropped on receipt, by topic kind and reason (not_json, schema, too_large, bad_topic). */
+    /** Device messages dropped on receipt, by topic kind and reason (bad_topic, too_large, not_json, too_deep, schema; a module's own, e.g. future_timestamp). */
     rejectedMessages: new Counter({
       name: 'cairn_hub_rejected_messages_total',
       help: 'Device MQTT messages dropped on receipt, by topic kind and reason',

@@ -5,7 +5,7 @@
 import { Compile } from 'typebox/compile';
 import type { Static, TSchema } from 'typebox';
 import * as S from './schemas.js';
-import { MAX_JSON_PAYLOAD_BYTES } from './limits.js';
+import { MAX_JSON_DEPTH, MAX_JSON_PAYLOAD_BYTES } from './limits.js';
 
 /** JSON payload schema of each topic kind (blob/res is binary: see blob-frame.ts). */
 export const PAYLOAD_SCHEMAS = {
@@ -28,7 +28,7 @@ const validators = new Map<JsonTopicKind, Validator>(
 );
 
 /** Why a payload was refused; used as a metric label, so the set is closed. */
-export type PayloadRejection = 'too_large' | 'not_json' | 'schema';
+export type PayloadRejection = 'too_large' | 'not_json' | 'too_deep' | 'not_canonical' | 'schema';
 
 export type Decoded<T> = { ok: true; value: T } | { ok: false; reason: PayloadRejection; message: string };
 
@@ -44,6 +44,8 @@ export function decodePayload<K extends JsonTopicKind>(kind: K, payload: Uint8Ar
   } catch (err) {
     return { ok: false, reason: 'not_json', message: (err as Error).message };
   }
+  const problem = canonicalJsonProblem(value);
+  if (problem) return { ok: false, ...problem };
   return checkValue(validators.get(kind)!, value) as Decoded<PayloadOf<K>>;
 }
 
@@ -59,6 +61,35 @@ export function describeErrors(validator: Validator, value: unknown, max = 5): s
   if (errors.length > max) parts.push(`and ${errors.length - max} more`);
   return parts.join('; ') || 'does not match the schema';
 }
+
+/**
+ * Why a parsed JSON value cannot be signed or verified, or null. Signatures cover RFC 8785
+ * canonical JSON, which has no form for a number JSON.parse turned into Infinity (`1e400`) or for
+ * a lone UTF-16 surrogate (`"\ud800"`), and whose serializer recurses: a value nested a few
+ * thousand levels deep overflows the stack. Refusing these on receipt keeps every accepted value
+ * signable, storable and loggable. Iterative, so it is safe on exactly the values it refuses.
+ */
+export function canonicalJsonProblem(value: unknown, maxDepth = MAX_JSON_DEPTH): { reason: 'too_deep' | 'not_canonical'; message: string } | null {
+  const stack: Array<{ value: unknown; depth: number }> = [{ value, depth: 0 }];
+  while (stack.length > 0) {
+    const { value: v, depth } = stack.pop()!;
+    if (typeof v === 'number') {
+      if (!Number.isFinite(v)) return { reason: 'not_canonical', message: 'a number too large to represent' };
+    } else if (typeof v === 'string') {
+      if (LONE_SURROGATE.test(v)) return { reason: 'not_canonical', message: 'a string with a lone UTF-16 surrogate' };
+    } else if (typeof v === 'object' && v !== null) {
+      if (depth + 1 > maxDepth) return { reason: 'too_deep', message: `nested deeper than ${maxDepth} levels` };
+      if (Array.isArray(v)) {
+        for (const child of v) stack.push({ value: child, depth: depth + 1 });
+      } else {
+        for (const [key, child] of Object.entries(v)) stack.push({ value: key, depth: depth + 1 }, { value: child, depth: depth + 1 });
+      }
+    }
+  }
+  return null;
+}
+
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
 /** Serializes a payload after checking it, so that a producer bug is caught at the sender. */
 export function encodePayload<K extends JsonTopicKind>(kind: K, value: PayloadOf<K>): Buffer {

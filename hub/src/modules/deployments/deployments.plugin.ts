@@ -32,7 +32,7 @@ const DeploymentView = Type.Object({
 
 function deploymentView(ctx: HubContext, d: DeploymentRow) {
   const devices = d.deviceIds.map((id) => {
-    const desired = ctx.deployments.desiredFor(id);
+    const desired = ctx.deployments.desiredHead(id);
     const status = ctx.devices.get(id)?.reported?.deployment;
     const seq = desired?.seq ?? 0;
     if (desired && desired.deploymentId !== d.id) return { id, seq, state: 'superseded' as const };

@@ -1,6 +1,6 @@
 /**
  * Devices module: presence from birth and Last Will (epoch-guarded), reported state, labels,
- * device events, and the device HTTP API.
+ * device events, command replies, and the device HTTP API.
  */
 import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -93,6 +93,12 @@ const devicesPlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { ctx }
       logger.warn({ deviceId, type: event.type, reason: event.reason, message: event.message }, 'device reported a rejection');
     }
     bus.emit('device.event', { deviceId, event });
+  });
+
+  // No hub command sender exists yet, so no reply is awaited; replies still pass through ingress so
+  // that a malformed one is refused and counted like any other device message, never ignored.
+  await onDeviceMessage(ctx, 'cmd/res', (deviceId, reply) => {
+    logger.debug({ deviceId, transaction: reply.transaction, ok: reply.ok }, 'command reply for a transaction this hub does not wait for');
   });
 
   app.get(
