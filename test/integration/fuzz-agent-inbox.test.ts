@@ -71,7 +71,7 @@ test('fuzz: 10,000 cases per hub→agent kind reach the real agent over a broker
     ];
     const cases = fc.sample(mutatedJson(fc.constantFrom(...corpus)), { numRuns: CASES, seed: 7 }).filter((b) => b.length > 0 && b.length <= MAX_JSON_PAYLOAD_BYTES);
     const s = agent.status;
-    const state: DeviceTrustState = { deviceId: DEVICE, rootPublicKey: trust.root.publicKey, keyringVersion: s.keyringVersion, lastSeq: s.lastDesiredSeq, lastFingerprint: null, agentVersion: AGENT_VERSION, now: Date.now() };
+    const state: DeviceTrustState = { deviceId: DEVICE, rootPublicKey: trust.root.publicKey, keyringVersion: s.keyringVersion, lastSeq: s.lastDesiredSeq, lastFingerprint: null, securityFloor: 0, agentVersion: AGENT_VERSION, now: Date.now() };
     const expectedRejected: Counts = {};
     const expectedDropped: Counts = {};
     for (const bytes of cases) {

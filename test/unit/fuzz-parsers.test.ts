@@ -146,7 +146,7 @@ test('fuzz: the desired-document parser refuses every mutation with a TrustError
   const deviceId = 'fuzz-device';
   const { trust, documents } = desiredCorpus(deviceId);
   const originals = new Set(documents.map((d) => canonicalJson(d.document)));
-  const state = { deviceId, rootPublicKey: trust.root.publicKey, keyringVersion: 0, lastSeq: -1, lastFingerprint: null, agentVersion: '0.1.0', now: Date.now() };
+  const state = { deviceId, rootPublicKey: trust.root.publicKey, keyringVersion: 0, lastSeq: -1, lastFingerprint: null, securityFloor: 0, agentVersion: '0.1.0', now: Date.now() };
   fc.assert(
     fc.property(mutatedJson(fc.constantFrom(...documents)), (bytes) => {
       // The agent's path: decode (size, JSON, depth, schema), then verify the chain.

@@ -44,7 +44,7 @@ export const bundleVerify: Benchmark<Result> = {
     const model = randomBytes(BYTES);
     const trust = createTrustFixture();
     const payload = encodePayload('desired', desiredFor(trust, 'bench-device', 1, model));
-    const state = { deviceId: 'bench-device', rootPublicKey: trust.root.publicKey, keyringVersion: 0, lastSeq: 0, lastFingerprint: null, agentVersion: '0.1.0', now: Date.now() };
+    const state = { deviceId: 'bench-device', rootPublicKey: trust.root.publicKey, keyringVersion: 0, lastSeq: 0, lastFingerprint: null, securityFloor: 0, agentVersion: '0.1.0', now: Date.now() };
     const blobs = new BlobStore(await mkdtemp(join(dir, 'agent-')));
     await blobs.start();
     const digest = sha256Hex(model);
