@@ -12,7 +12,10 @@ import { join } from 'node:path';
 import { mkdirSync } from 'node:fs';
 import type { HubConfig } from './infra/config.js';
 import { openDatabase } from './infra/db.js';
-import { createEmbeddedBroker, type EmbeddedBroker } from './infra/broker.js';
+import { createEmbeddedBroker, type BrokerPort, type EmbeddedBroker } from './infra/broker.js';
+import { createExternalBroker, type ExternalBroker } from './infra/external-broker.js';
+import { loadOrCreateBrokerAccount } from './infra/broker-account.js';
+import type { AclObserver } from './infra/broker-acl.js';
 import { EventBus } from './infra/bus.js';
 import { loadOrCreateKeys } from './infra/keys.js';
 import { createMetrics } from './infra/metrics.js';
@@ -42,7 +45,8 @@ import operatorsPlugin from './modules/operators/operators.plugin.js';
 export interface Hub {
   app: FastifyInstance;
   ctx: HubContext;
-  broker: EmbeddedBroker;
+  /** The embedded aedes broker, or the client of an external one (`mqtt.broker`). */
+  broker: EmbeddedBroker | ExternalBroker;
   /** The bootstrap admin's credentials on disk (0600); the paths are safe to show, the contents never. */
   adminToken: { tokenFile: string };
   adminPasswordFile: string;
@@ -66,7 +70,7 @@ export async function buildHub(config: HubConfig, options: BuildHubOptions = {})
   const operators = new OperatorsService({ repo: new OperatorsRepository(db), audit, config, clock, logger: logger.child({ component: 'operators' }), metrics });
   const bootstrap = await operators.bootstrap(config.dataDir);
   const devices = new DevicesRepository(db);
-  let brokerPort: EmbeddedBroker['port'] | null = null;
+  let brokerPort: BrokerPort | null = null;
   const enrollment = new EnrollmentService({
     repo: new EnrollmentRepository(db),
     devices,
@@ -76,17 +80,27 @@ export async function buildHub(config: HubConfig, options: BuildHubOptions = {})
     mqttUrl: () => mqttPublicUrl(config),
     rootPublicKey: Buffer.from(keys.rootPublicKey).toString('base64'),
   });
-  const broker = await createEmbeddedBroker({
-    logger: logger.child({ component: 'broker' }),
-    observer: {
-      denied(action, reason, clientId, topic) {
-        metrics.deniedMqtt.inc({ action, reason });
-        logger.warn({ action, reason, clientId, topic }, 'mqtt access denied');
-      },
+  const observer: AclObserver = {
+    denied(action, reason, clientId, topic) {
+      metrics.deniedMqtt.inc({ action, reason });
+      logger.warn({ action, reason, clientId, topic }, 'mqtt access denied');
     },
-    authenticator: (deviceId, password) => enrollment.authenticate(deviceId, password),
-    rate: config.mqtt.rateLimit,
-  });
+  };
+  const brokerLogger = logger.child({ component: 'broker' });
+  const broker = config.mqtt.broker
+    ? createExternalBroker({
+        url: config.mqtt.broker,
+        account: loadOrCreateBrokerAccount(config.dataDir),
+        logger: brokerLogger,
+        observer,
+        deviceActive: (deviceId) => enrollment.isActive(deviceId),
+      })
+    : await createEmbeddedBroker({
+        logger: brokerLogger,
+        observer,
+        authenticator: (deviceId, password) => enrollment.authenticate(deviceId, password),
+        rate: config.mqtt.rateLimit,
+      });
   brokerPort = broker.port;
   const ctx: HubContext = {
     config,
@@ -160,7 +174,8 @@ export async function buildHub(config: HubConfig, options: BuildHubOptions = {})
   app.get('/api/v1/keys', async () => ({ keyringVersion: keys.signedKeyring.keyring.version, keyringExpiresAt: new Date(keys.signedKeyring.keyring.expiresAt).toISOString(), keys: keys.describe() }));
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/metrics', async (_request, reply) => {
-    metrics.connectedClients.set(broker.port.connectedClients());
+    const connected = broker.port.connectedClients();
+    if (connected !== null) metrics.connectedClients.set(connected);
     reply.type(metrics.registry.contentType);
     return metrics.registry.metrics();
   });
@@ -186,7 +201,7 @@ export async function buildHub(config: HubConfig, options: BuildHubOptions = {})
 
 /** The broker URL devices are told to use. */
 function mqttPublicUrl(config: HubConfig): string {
-  return config.mqtt.publicUrl ?? `mqtt://${config.mqtt.host}:${config.mqtt.port}`;
+  return config.mqtt.publicUrl ?? config.mqtt.broker ?? `mqtt://${config.mqtt.host}:${config.mqtt.port}`;
 }
 
 /** Never in a log line, whatever logs a request or a body: credentials and passwords. */

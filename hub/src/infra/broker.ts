@@ -1,7 +1,7 @@
 /**
- * The broker port: the only way hub modules reach MQTT. The embedded aedes broker implements it
- * today; an external-broker client (mqtt.js) can implement the same interface, which is why no
- * module may touch aedes directly.
+ * The broker port: the only way hub modules reach MQTT. Two implementations: the embedded aedes
+ * broker (here, the default) and an mqtt.js client of an external broker (external-broker.ts,
+ * `mqtt.broker`), which is why no module may touch aedes or mqtt.js directly.
  */
 import { createServer, type Server, type AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -27,12 +27,14 @@ export interface BrokerPort {
   publish(topic: string, payload: Buffer, options: PublishOptions): Promise<void>;
   /** Receives device publishes matching `filter` (`+` and `#` wildcards), before they are acknowledged. */
   subscribe(filter: string, handler: MessageHandler): Promise<void>;
-  connectedClients(): number;
-  /** Forcibly disconnects a client (a revoked device, a client taking over). */
+  /** Clients connected to the broker; null when the hub cannot know (an external broker). */
+  connectedClients(): number | null;
+  /** Forcibly disconnects a client (a revoked device); an external broker cannot, see external-broker.ts. */
   disconnect(clientId: string): void;
 }
 
 export interface EmbeddedBroker {
+  kind: 'embedded';
   port: BrokerPort;
   /** Starts accepting MQTT over TCP; resolves with the bound address. */
   listen(port: number, host: string): Promise<AddressInfo>;
@@ -107,6 +109,7 @@ export async function createEmbeddedBroker({ logger, observer, authenticator, ra
   };
 
   return {
+    kind: 'embedded',
     port,
     accept: (stream) => aedes.handle(stream),
     listen: (portNumber, host) =>

@@ -28,8 +28,13 @@ export const HubConfigSchema = Type.Object(
       {
         host: Type.String({ default: '127.0.0.1' }),
         port: { ...Port, default: 1883 },
-        /** The URL agents are told to connect to (GET /api/v1/trust); defaults to mqtt://host:port. */
+        /** The URL agents are told to connect to (GET /api/v1/trust); defaults to `broker`, else mqtt://host:port. */
         publicUrl: Type.Optional(Type.String({ pattern: '^mqtts?://' })),
+        /**
+         * An external broker (Mosquitto…) the hub joins as a client instead of embedding aedes;
+         * `host`, `port` and `rateLimit` then do not apply. Its files: `cairn broker config`.
+         */
+        broker: Type.Optional(Type.String({ pattern: '^mqtts?://' })),
         /** Publishes per second one device may make (token bucket); a flood closes its connection. */
         rateLimit: Type.Object(
           { perSec: Type.Number({ exclusiveMinimum: 0, default: 100 }), burst: Type.Integer({ minimum: 1, default: 400 }) },
