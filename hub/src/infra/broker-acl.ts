@@ -1,6 +1,6 @@
 /**
  * Access control of the embedded broker — deny by default. All broker security lives in this
- * file (and is mirrored for external brokers by an ACL file in a later capability).
+ * file; mosquitto-config.ts mirrors it in the files an external Mosquitto enforces.
  *
  * - A client connects with its device id as client id AND username, and the password the hub
  *   issued at enrollment (modules/enrollment): anonymous clients, unknown, pending and revoked
