@@ -10,7 +10,8 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type
 import { pino, type Logger } from 'pino';
 import { join } from 'node:path';
 import { mkdirSync } from 'node:fs';
-import type { HubConfig } from './infra/config.js';
+import { tlsEnabled, type HubConfig } from './infra/config.js';
+import { loadHubTls, mqttServerTls } from './infra/tls.js';
 import { openDatabase } from './infra/db.js';
 import { createEmbeddedBroker, type BrokerPort, type EmbeddedBroker } from './infra/broker.js';
 import { createExternalBroker, type ExternalBroker } from './infra/external-broker.js';
@@ -87,6 +88,7 @@ export async function buildHub(config: HubConfig, options: BuildHubOptions = {})
     },
   };
   const brokerLogger = logger.child({ component: 'broker' });
+  const tls = loadHubTls(config);
   const broker = config.mqtt.broker
     ? createExternalBroker({
         url: config.mqtt.broker,
@@ -94,12 +96,14 @@ export async function buildHub(config: HubConfig, options: BuildHubOptions = {})
         logger: brokerLogger,
         observer,
         deviceActive: (deviceId) => enrollment.isActive(deviceId),
+        ...(tls ? { tls: { ...(tls.ca ? { ca: tls.ca } : {}) } } : {}),
       })
     : await createEmbeddedBroker({
         logger: brokerLogger,
         observer,
         authenticator: (deviceId, password) => enrollment.authenticate(deviceId, password),
         rate: config.mqtt.rateLimit,
+        ...(tls ? { tls: mqttServerTls(tls) } : {}),
       });
   brokerPort = broker.port;
   const ctx: HubContext = {
@@ -122,6 +126,8 @@ export async function buildHub(config: HubConfig, options: BuildHubOptions = {})
   };
 
   const app = Fastify({
+    // HTTPS asks no client certificate: operators' browsers have none (requireClientCert is MQTT's).
+    ...(tls ? { https: { cert: tls.cert, key: tls.key } } : {}),
     loggerInstance: logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }), // request lines are noise at fleet scale; errors are still logged
     bodyLimit: 1024 * 1024,
@@ -201,7 +207,7 @@ export async function buildHub(config: HubConfig, options: BuildHubOptions = {})
 
 /** The broker URL devices are told to use. */
 function mqttPublicUrl(config: HubConfig): string {
-  return config.mqtt.publicUrl ?? config.mqtt.broker ?? `mqtt://${config.mqtt.host}:${config.mqtt.port}`;
+  return config.mqtt.publicUrl ?? config.mqtt.broker ?? `${tlsEnabled(config) ? 'mqtts' : 'mqtt'}://${config.mqtt.host}:${config.mqtt.port}`;
 }
 
 /** Never in a log line, whatever logs a request or a body: credentials and passwords. */

@@ -17,6 +17,7 @@ import { isAgentToHubKind, isHubToAgentKind, isValidDeviceId, parseDeviceTopic, 
 import { RateLimiter } from './rate-limit.js';
 
 export type DenialReason =
+  | 'tls_handshake'
   | 'bad_client_id'
   | 'anonymous'
   | 'username_mismatch'

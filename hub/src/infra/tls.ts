@@ -1,0 +1,40 @@
+/**
+ * The hub's TLS material (`tls.*` in the config), read once at start: the same certificate and
+ * key serve HTTPS and the embedded broker's MQTT over TLS; `ca` is what device client
+ * certificates must chain to (`tls.requireClientCert`) and what the hub trusts for an external
+ * `mqtts://` broker. A path that cannot be read fails the start with the path named.
+ */
+import { readFileSync } from 'node:fs';
+import type { TlsOptions } from 'node:tls';
+import { ConfigError, tlsEnabled, type HubConfig } from './config.js';
+
+export interface HubTls {
+  cert: Buffer;
+  key: Buffer;
+  ca?: Buffer;
+  requireClientCert: boolean;
+}
+
+export function loadHubTls(config: HubConfig): HubTls | null {
+  if (!tlsEnabled(config)) return null;
+  const problems: string[] = [];
+  const read = (what: string, path: string | undefined): Buffer | undefined => {
+    if (path === undefined) return undefined;
+    try {
+      return readFileSync(path);
+    } catch (err) {
+      problems.push(`/tls/${what}: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      return undefined;
+    }
+  };
+  const cert = read('cert', config.tls.cert);
+  const key = read('key', config.tls.key);
+  const ca = read('ca', config.tls.ca);
+  if (problems.length > 0 || !cert || !key) throw new ConfigError(problems);
+  return { cert, key, ...(ca ? { ca } : {}), requireClientCert: config.tls.requireClientCert };
+}
+
+/** Options of the embedded broker's TLS listener: with `requireClientCert`, a client without a certificate from `ca` fails the handshake. */
+export function mqttServerTls(tls: HubTls): TlsOptions {
+  return { cert: tls.cert, key: tls.key, ...(tls.ca ? { ca: tls.ca } : {}), requestCert: tls.requireClientCert, rejectUnauthorized: tls.requireClientCert };
+}
