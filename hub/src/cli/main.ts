@@ -71,8 +71,9 @@ program
   .option('--http <port>', 'HTTP port', '8080')
   .option('--mqtt <port>', 'MQTT port', '1883')
   .option('--log-level <level>', 'hub log level', 'warn')
+  .option('--tls', 'HTTPS and MQTT over TLS, with a demo CA made by openssl in <data>/tls')
   .action(async (o) => {
-    await runDemo({ devices: Number(o.devices), dataDir: o.data, httpPort: Number(o.http), mqttPort: Number(o.mqtt), logLevel: o.logLevel });
+    await runDemo({ devices: Number(o.devices), dataDir: o.data, httpPort: Number(o.http), mqttPort: Number(o.mqtt), logLevel: o.logLevel, tls: o.tls === true });
   });
 
 const model = program.command('model').description('model versions in the registry');
