@@ -96,14 +96,14 @@ export async function buildHub(config: HubConfig, options: BuildHubOptions = {})
         logger: brokerLogger,
         observer,
         deviceActive: (deviceId) => enrollment.isActive(deviceId),
-        ...(tls ? { tls: { ...(tls.ca ? { ca: tls.ca } : {}) } } : {}),
+        ...(tls.ca ? { tls: { ca: tls.ca } } : {}),
       })
     : await createEmbeddedBroker({
         logger: brokerLogger,
         observer,
         authenticator: (deviceId, password) => enrollment.authenticate(deviceId, password),
         rate: config.mqtt.rateLimit,
-        ...(tls ? { tls: mqttServerTls(tls) } : {}),
+        ...(tls.server ? { tls: mqttServerTls({ ...tls, server: tls.server }) } : {}),
       });
   brokerPort = broker.port;
   const ctx: HubContext = {
@@ -127,7 +127,7 @@ export async function buildHub(config: HubConfig, options: BuildHubOptions = {})
 
   const app = Fastify({
     // HTTPS asks no client certificate: operators' browsers have none (requireClientCert is MQTT's).
-    ...(tls ? { https: { cert: tls.cert, key: tls.key } } : {}),
+    ...(tls.server ? { https: tls.server } : {}),
     loggerInstance: logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }), // request lines are noise at fleet scale; errors are still logged
     bodyLimit: 1024 * 1024,

@@ -13,7 +13,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
-import { writeMosquittoFiles } from '@cairn/hub/cli/broker-config.js';
+import { writeMosquittoFiles, type MosquittoFilesOptions } from '@cairn/hub/cli/broker-config.js';
 import { freePort } from './processes.js';
 import { waitFor } from './wait.js';
 
@@ -29,12 +29,13 @@ export interface TestMosquitto {
 
 const running = new Map<string, TestMosquitto>();
 
-export async function mosquittoFor(t: TestContext, dataDir: string): Promise<TestMosquitto> {
+/** With `tls`, the listener speaks MQTT over TLS (`mqtts://127.0.0.1:port`; the test certificates name that address). */
+export async function mosquittoFor(t: TestContext, dataDir: string, tls?: MosquittoFilesOptions['tls']): Promise<TestMosquitto> {
   const known = running.get(dataDir);
   if (known) return known;
   const outDir = mkdtempSync(join(tmpdir(), 'cairn-mosquitto-'));
   const port = await freePort();
-  const generate = () => writeMosquittoFiles({ dataDir, outDir, port, host: '127.0.0.1' });
+  const generate = () => writeMosquittoFiles({ dataDir, outDir, port, host: '127.0.0.1', ...(tls ? { tls } : {}) });
   const { conf } = generate();
   // Started as root, Mosquitto switches to the user `mosquitto`, who cannot read the owner-only
   // files: keep the user this test runs as (an operator chowns the files to the broker's user).
@@ -59,7 +60,7 @@ export async function mosquittoFor(t: TestContext, dataDir: string): Promise<Tes
   });
   const reloads = () => output.split('Reloading config').length - 1;
   const broker: TestMosquitto = {
-    url: `mqtt://127.0.0.1:${port}`,
+    url: `${tls ? 'mqtts' : 'mqtt'}://127.0.0.1:${port}`,
     log: () => output,
     async admit() {
       if (!existsSync(join(dataDir, 'cairn.db'))) throw new Error('the hub has no database yet');

@@ -3,7 +3,9 @@
  * HTTPS and MQTT over TLS (`tls.cert`, `tls.key`); an agent that trusts the CA (`tls.ca`)
  * enrolls over HTTPS and connects over mqtts; a client that trusts another CA is refused by
  * both; with `tls.requireClientCert` a device without a client certificate from the CA is
- * refused at the handshake (counted as `tls_handshake`) and one with it connects.
+ * refused at the handshake (counted as `tls_handshake`) and one with it connects. And the
+ * external-broker case: a Mosquitto with a TLS listener from `cairn broker config`, joined by
+ * the hub over mqtts.
  *
  * Everything talks over real sockets with Node's own TLS; nothing disables verification.
  */
@@ -15,12 +17,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import mqtt, { type IClientOptions } from 'mqtt';
-import { signEnrollClaim } from '@cairn/shared';
+import { deviceTopic, signEnrollClaim } from '@cairn/shared';
 import { createAgent, parseConfig } from '@cairn/agent';
 import { enrollOnce } from '@cairn/agent/components/device-identity.js';
 import { postJson } from '@cairn/agent/adapters/https-client.js';
 import { loadHubConfig, startHub, type RunningHub } from '@cairn/hub';
 import { makeTlsFixtures, type TlsFixtures } from '../helpers/tls-fixtures.js';
+import { startTestHub } from '../helpers/hub.js';
+import { mosquittoFor } from '../helpers/mosquitto.js';
 import { waitFor } from '../helpers/wait.js';
 
 interface TlsHub {
@@ -128,4 +132,21 @@ test('with requireClientCert a device without a client certificate is refused at
   assert.equal(withCert, 'connected');
   // HTTPS asks for no client certificate: enrollment and the console work without one.
   assert.equal((await enrollRaw(h, 'tls-dev-4')).username, 'tls-dev-4');
+});
+
+test('against a Mosquitto listening with TLS (cairn broker config --tls-cert/--tls-key): the hub joins over mqtts trusting tls.ca, a device too; another CA is refused', async (t) => {
+  const certs = makeTlsFixtures(t);
+  const dataDir = mkdtempSync(join(tmpdir(), 'cairn-hub-mosq-tls-'));
+  t.after(() => rmSync(dataDir, { recursive: true, force: true }));
+  const broker = await mosquittoFor(t, dataDir, { cert: certs.hubCert, key: certs.hubKey });
+  const hub = await startTestHub(t, { keepDataDir: dataDir, broker: 'mosquitto', tls: { ca: certs.ca } });
+  assert.match(hub.mqttUrl, /^mqtts:\/\//);
+  assert.equal(broker.url, hub.mqttUrl);
+  const credentials = await hub.enroll('tls-mq-1');
+  assert.equal(await tryConnect(t, hub.mqttUrl, { clientId: 'tls-mq-1', ...credentials, ca: readFileSync(certs.otherCa) }) === 'connected', false, 'a device trusting another CA is refused');
+  const client = mqtt.connect(hub.mqttUrl, { clientId: 'tls-mq-1', ...credentials, ca: readFileSync(certs.ca), protocolVersion: 4, reconnectPeriod: 0 });
+  t.after(() => client.end(true));
+  await new Promise((r) => client.once('connect', r));
+  await client.publishAsync(deviceTopic('tls-mq-1', 'presence'), JSON.stringify({ online: true, agentVersion: '0.1.0', epoch: 1, ts: Date.now() }), { qos: 1 });
+  await waitFor('the hub got its birth through the TLS broker', () => hub.ctx.devices.get('tls-mq-1')?.online);
 });

@@ -9,7 +9,7 @@ import { type Command, InvalidArgumentError } from 'commander';
 import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { loadOrCreateBrokerAccount } from '../infra/broker-account.js';
-import { mosquittoAclFile, mosquittoConf, mosquittoPasswordFile } from '../infra/mosquitto-config.js';
+import { mosquittoAclFile, mosquittoConf, mosquittoPasswordFile, type MosquittoListener } from '../infra/mosquitto-config.js';
 import { mosquittoPasswordHash } from '../infra/mosquitto-password.js';
 import { readBrokerAccounts, type BrokerAccounts } from '../modules/enrollment/enrollment.repository.js';
 
@@ -18,6 +18,7 @@ export interface MosquittoFilesOptions {
   outDir: string;
   port: number;
   host?: string;
+  tls?: MosquittoListener['tls'];
 }
 
 export interface MosquittoFiles {
@@ -29,7 +30,7 @@ export interface MosquittoFiles {
   needReEnrollment: string[];
 }
 
-export function writeMosquittoFiles({ dataDir, outDir, port, host }: MosquittoFilesOptions): MosquittoFiles {
+export function writeMosquittoFiles({ dataDir, outDir, port, host, tls }: MosquittoFilesOptions): MosquittoFiles {
   const out = resolve(outDir);
   const persistenceDir = join(out, 'persistence');
   mkdirSync(persistenceDir, { recursive: true, mode: 0o700 });
@@ -40,7 +41,7 @@ export function writeMosquittoFiles({ dataDir, outDir, port, host }: MosquittoFi
   const files = { conf: join(out, 'mosquitto.conf'), passwordFile: join(out, 'password_file'), aclFile: join(out, 'acl_file') };
   writeAtomically(files.passwordFile, mosquittoPasswordFile(fleet));
   writeAtomically(files.aclFile, mosquittoAclFile(fleet));
-  writeAtomically(files.conf, mosquittoConf({ port, ...(host ? { host } : {}), passwordFile: files.passwordFile, aclFile: files.aclFile, persistenceDir }));
+  writeAtomically(files.conf, mosquittoConf({ port, ...(host ? { host } : {}), ...(tls ? { tls } : {}), passwordFile: files.passwordFile, aclFile: files.aclFile, persistenceDir }));
   return { ...files, devices: accounts.accounts.length, needReEnrollment: accounts.needReEnrollment };
 }
 
@@ -72,9 +73,16 @@ export function registerBrokerCommands(program: Command): void {
     .option('--out <dir>', 'where to write them', './mosquitto')
     .option('--port <port>', 'the listener port in mosquitto.conf', port, 1883)
     .option('--host <address>', 'the address the listener binds (default: all)')
+    .option('--tls-cert <file>', "MQTT over TLS: the broker's certificate (PEM)")
+    .option('--tls-key <file>', 'and its key')
+    .option('--tls-ca <file>', 'the CA device client certificates chain to')
+    .option('--require-client-cert', 'mutual TLS: refuse devices without a certificate from --tls-ca')
     .option('--json', 'machine-readable output')
-    .action((o: { data?: string; out: string; port: number; host?: string; json?: boolean }) => {
-      const result = writeMosquittoFiles({ dataDir: o.data ?? process.env.CAIRN_DATA_DIR ?? './data', outDir: o.out, port: o.port, ...(o.host ? { host: o.host } : {}) });
+    .action((o: { data?: string; out: string; port: number; host?: string; tlsCert?: string; tlsKey?: string; tlsCa?: string; requireClientCert?: boolean; json?: boolean }) => {
+      if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) throw new InvalidArgumentError('give both --tls-cert and --tls-key');
+      if (o.requireClientCert && (!o.tlsCa || !o.tlsCert)) throw new InvalidArgumentError('--require-client-cert needs --tls-cert, --tls-key and --tls-ca');
+      const tls = o.tlsCert && o.tlsKey ? { cert: resolve(o.tlsCert), key: resolve(o.tlsKey), ...(o.tlsCa ? { ca: resolve(o.tlsCa) } : {}), requireClientCert: o.requireClientCert === true } : undefined;
+      const result = writeMosquittoFiles({ dataDir: o.data ?? process.env.CAIRN_DATA_DIR ?? './data', outDir: o.out, port: o.port, ...(o.host ? { host: o.host } : {}), ...(tls ? { tls } : {}) });
       if (o.json) return console.log(JSON.stringify(result, null, 2));
       console.log(`wrote ${result.conf}, ${result.passwordFile}, ${result.aclFile}: the hub and ${result.devices} device(s)`);
       if (result.needReEnrollment.length > 0) {

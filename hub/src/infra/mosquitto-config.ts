@@ -36,6 +36,8 @@ export interface MosquittoListener {
   passwordFile: string;
   aclFile: string;
   persistenceDir: string;
+  /** MQTT over TLS on this listener (PEM paths); `requireClientCert` asks devices for a certificate from `ca`. */
+  tls?: { cert: string; key: string; ca?: string; requireClientCert?: boolean };
 }
 
 export function mosquittoPasswordFile(fleet: MosquittoFleet): string {
@@ -74,5 +76,12 @@ listener ${listener.port}${listener.host ? ` ${listener.host}` : ''}
 protocol mqtt
 # A device's client id is its username: no device can take over another's session.
 use_username_as_clientid true
-`;
+${listener.tls ? tlsLines(listener.tls) : '# No TLS: add --tls-cert/--tls-key to `cairn broker config` before this listener leaves a trusted network.\n'}`;
+}
+
+function tlsLines(tls: NonNullable<MosquittoListener['tls']>): string {
+  const lines = ['# MQTT over TLS; the password still identifies the device.', `certfile ${tls.cert}`, `keyfile ${tls.key}`];
+  if (tls.ca) lines.push(`cafile ${tls.ca}`);
+  if (tls.requireClientCert) lines.push('require_certificate true');
+  return lines.join('\n') + '\n';
 }

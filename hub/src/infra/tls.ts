@@ -9,14 +9,13 @@ import type { TlsOptions } from 'node:tls';
 import { ConfigError, tlsEnabled, type HubConfig } from './config.js';
 
 export interface HubTls {
-  cert: Buffer;
-  key: Buffer;
+  /** The hub's certificate and key: HTTPS and the embedded broker's TLS listener; null without TLS. */
+  server: { cert: Buffer; key: Buffer } | null;
   ca?: Buffer;
   requireClientCert: boolean;
 }
 
-export function loadHubTls(config: HubConfig): HubTls | null {
-  if (!tlsEnabled(config)) return null;
+export function loadHubTls(config: HubConfig): HubTls {
   const problems: string[] = [];
   const read = (what: string, path: string | undefined): Buffer | undefined => {
     if (path === undefined) return undefined;
@@ -30,11 +29,11 @@ export function loadHubTls(config: HubConfig): HubTls | null {
   const cert = read('cert', config.tls.cert);
   const key = read('key', config.tls.key);
   const ca = read('ca', config.tls.ca);
-  if (problems.length > 0 || !cert || !key) throw new ConfigError(problems);
-  return { cert, key, ...(ca ? { ca } : {}), requireClientCert: config.tls.requireClientCert };
+  if (problems.length > 0) throw new ConfigError(problems);
+  return { server: tlsEnabled(config) && cert && key ? { cert, key } : null, ...(ca ? { ca } : {}), requireClientCert: config.tls.requireClientCert };
 }
 
 /** Options of the embedded broker's TLS listener: with `requireClientCert`, a client without a certificate from `ca` fails the handshake. */
-export function mqttServerTls(tls: HubTls): TlsOptions {
-  return { cert: tls.cert, key: tls.key, ...(tls.ca ? { ca: tls.ca } : {}), requestCert: tls.requireClientCert, rejectUnauthorized: tls.requireClientCert };
+export function mqttServerTls(tls: HubTls & { server: NonNullable<HubTls['server']> }): TlsOptions {
+  return { cert: tls.server.cert, key: tls.server.key, ...(tls.ca ? { ca: tls.ca } : {}), requestCert: tls.requireClientCert, rejectUnauthorized: tls.requireClientCert };
 }
