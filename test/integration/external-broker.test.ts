@@ -7,7 +7,9 @@
  *   names the ones that must enroll again;
  * - revocation: the hub drops a revoked device's messages at once; when the operator
  *   regenerates the files and reloads Mosquitto (SIGHUP), Mosquitto closes the device's session
- *   and refuses it from then on.
+ *   and refuses it from then on;
+ * - nothing acknowledged is lost: a message whose handler fails is not acknowledged, and
+ *   Mosquitto delivers it again (DUP) after the hub's reconnect.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -90,4 +92,25 @@ test('a revoked device: the hub drops its messages at once; regenerate + SIGHUP 
     again.on('error', (err: Error & { code?: unknown }) => resolve(err.code));
   });
   assert.equal(code, 5, 'not authorised');
+});
+
+test('a device message whose handling fails is not acknowledged to the broker: Mosquitto delivers it again after the reconnect, and it is stored once', async (t) => {
+  const hub = await startTestHub(t, { broker: 'mosquitto' });
+  const calls: string[] = [];
+  // After the telemetry module's own handler: the first delivery fails once it is stored, as a crash would.
+  await hub.ctx.broker.subscribe('cairn/v1/dev/+/telemetry', (_topic, payload) => {
+    calls.push(payload.toString());
+    if (calls.length === 1) throw new Error('injected failure');
+  });
+  const credentials = await hub.enroll('dev-retry');
+  const client = mqtt.connect(hub.mqttUrl, { clientId: 'dev-retry', ...credentials, protocolVersion: 4, reconnectPeriod: 0 });
+  t.after(() => client.end(true));
+  await new Promise((r) => client.once('connect', r));
+  const summary = JSON.stringify({ seq: 1, ts: Date.now(), intervalMs: 10000, inferences: 5, errors: 0, latencyMs: { p50: 1, p95: 2, p99: 3, max: 4 }, rssMb: 50, cpuPct: 3, active: null });
+  await client.publishAsync(deviceTopic('dev-retry', 'telemetry'), summary, { qos: 1 });
+
+  await waitFor('delivered a second time', () => calls.length === 2);
+  assert.equal(calls[1], summary);
+  assert.match(hub.mosquitto!.log(), /Sending PUBLISH to _cairn-hub \(d1, q1, r0, m\d+, 'cairn\/v1\/dev\/dev-retry\/telemetry'/, 'a redelivery (DUP) of the unacknowledged message');
+  assert.equal(hub.ctx.telemetry.range('dev-retry', 0, Date.now() + 1, 10).length, 1, 'stored once');
 });
