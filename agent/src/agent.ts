@@ -14,7 +14,7 @@ import pino, { type Logger } from 'pino';
 import { AGENT_VERSION } from './version.js';
 import type { AgentConfig } from './config.js';
 import { BlobStore } from './adapters/blob-store.js';
-import type { ActiveBundleT, DeploymentStatusT, DeviceEventT, HubToAgentKind } from '@cairn/shared';
+import type { ActiveBundleT, DeploymentStatusT, DeviceEventT, DriftSummaryT, HubToAgentKind } from '@cairn/shared';
 import type { ModelRuntime } from './components/runtime/types.js';
 import { createWorkerRuntime } from './components/runtime/worker-runtime.js';
 import { StateStore } from './components/state-store.js';
@@ -32,6 +32,8 @@ import { ReportedPublisher, activeBundleOf } from './components/reported.js';
 import { TelemetryReporter } from './components/telemetry.js';
 import { createInputSource, type InputSource, type SourceStats } from './components/sources/input-source.js';
 import { AgentMetrics } from './components/agent-metrics.js';
+import { DEFAULT_DRIFT_CONFIG, DriftMonitor } from './components/drift-monitor.js';
+import { DEFAULT_BASELINE_SAMPLES, DriftBaseline } from './components/drift-baseline.js';
 import { enrollOnce, loadCredentials, type Credentials } from './components/device-identity.js';
 import { loadClientTls, type ClientTls } from './adapters/https-client.js';
 import { backoffDelay } from './components/connection.js';
@@ -103,6 +105,8 @@ export interface AgentStatus {
   recentEvents: readonly DeviceEventT[];
   /** The input source's counts (records accepted and refused by reason; the simulated machine's diagnoses). */
   source: SourceStats | null;
+  /** The drift window of the active model, as the next telemetry summary will carry it; null when not monitored. */
+  drift: DriftSummaryT | null;
 }
 
 export interface Agent {
@@ -140,6 +144,8 @@ class CairnAgent implements Agent {
   private readonly downloader: Downloader;
   private readonly active: ActiveModel;
   private readonly stats: InferenceStats;
+  private readonly driftBaseline: DriftBaseline;
+  private readonly drift: DriftMonitor;
   private readonly pipeline: Pipeline;
   private readonly rules: MaintenanceRules;
   private readonly reported: ReportedPublisher;
@@ -194,6 +200,9 @@ class CairnAgent implements Agent {
     });
     this.active = new ActiveModel(log('model'));
     this.stats = new InferenceStats();
+    const { baselineSamples, ...driftConfig } = config.drift;
+    this.driftBaseline = new DriftBaseline(config.stateDir, baselineSamples ?? DEFAULT_BASELINE_SAMPLES, this.clock, log('drift'));
+    this.drift = new DriftMonitor({ ...DEFAULT_DRIFT_CONFIG, ...driftConfig }, this.driftBaseline, this.clock, log('drift'));
     const machine = config.labels['machine'] ?? config.deviceId;
     this.rules = new MaintenanceRules(machine, { ...DEFAULT_MAINTENANCE_RULE, ...config.rules }, (alert) => {
       this.logger.warn({ alert: { machine: alert.machine, faultClass: alert.faultClass, confidence: alert.confidence } }, 'maintenance alert');
@@ -210,10 +219,11 @@ class CairnAgent implements Agent {
             outbox: () => this.outbox.stats,
             connected: () => this.connection.connected,
             records: () => (this.source?.intake ? { source: this.source.stats.kind, stats: this.source.intake.stats } : null),
+            drift: () => this.drift.summary(this.active.current?.bundle ?? null),
           });
-    this.pipeline = new Pipeline(this.active, this.metrics ? [this.stats, this.metrics] : [this.stats], this.rules);
+    this.pipeline = new Pipeline(this.active, this.metrics ? [this.stats, this.drift, this.metrics] : [this.stats, this.drift], this.rules);
     this.reported = new ReportedPublisher({ connection: this.connection, state: this.state, served: () => this.active.current?.bundle ?? null, labels: config.labels, agentVersion: AGENT_VERSION, clock: this.clock, logger: log('reported') });
-    this.telemetry = new TelemetryReporter({ intervalMs: config.telemetryIntervalMs, stats: this.stats, outbox: this.outbox, state: this.state, served: () => this.active.current?.bundle ?? null, clock: this.clock, logger: log('telemetry') });
+    this.telemetry = new TelemetryReporter({ intervalMs: config.telemetryIntervalMs, stats: this.stats, outbox: this.outbox, state: this.state, served: () => this.active.current?.bundle ?? null, drift: (served) => this.drift.summary(served), clock: this.clock, logger: log('telemetry') });
     this.reconciler = new Reconciler({
       deviceId: config.deviceId,
       rootPublicKey: new Uint8Array(Buffer.from(config.rootPublicKey, 'base64')),
@@ -244,6 +254,7 @@ class CairnAgent implements Agent {
     try {
       await this.state.start();
       this.outbox.start();
+      await this.driftBaseline.load();
       await this.blobs.start();
       this.runtime ??= createWorkerRuntime({ intraOpNumThreads: 1 });
       await this.reconciler.start();
@@ -293,6 +304,7 @@ class CairnAgent implements Agent {
     this.outbox.stop();
     this.connection.removeAllListeners();
     await this.active.stop();
+    await this.driftBaseline.stop();
     if (this.ownsRuntime && this.runtime) {
       await this.runtime.close();
       this.runtime = null;
@@ -393,6 +405,7 @@ class CairnAgent implements Agent {
       api: this.api && apiPort !== null ? { port: apiPort, ...this.api.stats } : null,
       recentEvents: this.events.recentEvents,
       source: this.source?.stats ?? null,
+      drift: this.drift.summary(current?.bundle ?? null) ?? null,
     };
   }
 }

@@ -48,6 +48,13 @@ export const SimulatedSourceSchema = Type.Object(
     fault: Type.Optional(Type.Enum(FAULT_CLASSES)),
     severity: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),
     scenario: Type.Optional(Type.Enum(DRIFT_SCENARIO_KINDS)),
+    /** Simulated time after the source's start at which the scenario begins (default 0). */
+    scenarioStartAfterMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 31_536_000_000 })),
+    /**
+     * Compressed simulated time: each window advances the machine's clock by this much instead
+     * of following the agent's clock, so a scenario of hours unfolds in a few hundred windows.
+     */
+    simulatedStepMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400_000 })),
   },
   closed,
 );
@@ -67,6 +74,16 @@ export const RulesSchema = Type.Object(
     windowsRequired: Type.Optional(Type.Integer({ minimum: 1, maximum: 64, description: 'default 3' })),
     windowCount: Type.Optional(Type.Integer({ minimum: 1, maximum: 64, description: 'default 5' })),
     cooldownMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 604_800_000, description: 'default 600000' })),
+  },
+  closed,
+);
+/** On-device drift monitoring (components/drift-monitor.ts, drift-baseline.ts). */
+export const DriftConfigSchema = Type.Object(
+  {
+    windowMs: Type.Optional(Type.Integer({ minimum: 1000, maximum: 86_400_000, description: 'sliding window; default 600000 (10 min)' })),
+    buckets: Type.Optional(Type.Integer({ minimum: 1, maximum: 1440, description: 'time buckets the window is kept in; default 10' })),
+    minSamples: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'rows the window needs before PSI is reported; default 30' })),
+    baselineSamples: Type.Optional(Type.Integer({ minimum: 10, maximum: 5000, description: 'first inferences that make the device baseline; default 600' })),
   },
   closed,
 );
@@ -123,6 +140,7 @@ export const AgentConfigSchema = Type.Object(
     logLevel: Type.Enum(LOG_LEVELS, { default: 'info' }),
     health: HealthDefaultsSchema,
     rules: RulesSchema,
+    drift: DriftConfigSchema,
     enrollment: Type.Optional(EnrollmentSchema),
     /** TLS towards the hub (`mqtts://` and an `https://` enrollment hubUrl): PEM file paths. */
     tls: Type.Optional(
@@ -201,6 +219,7 @@ function applyDefaults(value: unknown): unknown {
   v.source ??= { kind: 'none' };
   v.health ??= {};
   v.rules ??= {};
+  v.drift ??= {};
   if (isPlainObject(v.api)) Value.Default(ApiConfigSchema, v.api);
   const sourceSchema = isPlainObject(v.source) ? sourceSchemaOf(v.source.kind) : undefined;
   if (sourceSchema && isPlainObject(v.source)) Value.Default(sourceSchema, v.source);

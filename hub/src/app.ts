@@ -18,7 +18,7 @@ import { createExternalBroker, type ExternalBroker } from './infra/external-brok
 import { loadOrCreateBrokerAccount } from './infra/broker-account.js';
 import type { AclObserver } from './infra/broker-acl.js';
 import { EventBus } from './infra/bus.js';
-import { loadOrCreateKeys } from './infra/keys.js';
+import { HubKeys } from './infra/keys.js';
 import { createMetrics } from './infra/metrics.js';
 import { HubError } from './infra/errors.js';
 import type { HubContext } from './infra/context.js';
@@ -33,6 +33,10 @@ import enrollmentPlugin from './modules/enrollment/enrollment.plugin.js';
 import devicesPlugin from './modules/devices/devices.plugin.js';
 import registryPlugin from './modules/registry/registry.plugin.js';
 import deploymentsPlugin from './modules/deployments/deployments.plugin.js';
+import { DesiredPublisher } from './modules/deployments/desired-publisher.js';
+import { RolloutEngine } from './modules/rollouts/rollout-engine.js';
+import { RolloutsRepository } from './modules/rollouts/rollouts.repository.js';
+import rolloutsPlugin from './modules/rollouts/rollouts.plugin.js';
 import blobsPlugin from './modules/blobs/blobs.plugin.js';
 import telemetryPlugin from './modules/telemetry/telemetry.plugin.js';
 import consolePlugin from './modules/console/console.plugin.js';
@@ -42,6 +46,7 @@ import { OperatorsRepository } from './modules/operators/operators.repository.js
 import { OperatorsService } from './modules/operators/operators.service.js';
 import { accessHook } from './modules/operators/access-hook.js';
 import operatorsPlugin from './modules/operators/operators.plugin.js';
+import keysPlugin from './modules/keys/keys.plugin.js';
 
 export interface Hub {
   app: FastifyInstance;
@@ -66,7 +71,7 @@ export async function buildHub(config: HubConfig, options: BuildHubOptions = {})
   const clock = options.clock ?? Date.now;
   const metrics = createMetrics();
   const db = openDatabase(join(config.dataDir, 'cairn.db'));
-  const keys = loadOrCreateKeys(config.dataDir, clock());
+  const keys = HubKeys.load(config.dataDir, clock());
   const audit = new AuditLog(db, logger.child({ component: 'audit' }), clock);
   const operators = new OperatorsService({ repo: new OperatorsRepository(db), audit, config, clock, logger: logger.child({ component: 'operators' }), metrics });
   const bootstrap = await operators.bootstrap(config.dataDir);
@@ -106,7 +111,8 @@ export async function buildHub(config: HubConfig, options: BuildHubOptions = {})
         ...(tls.server ? { tls: mqttServerTls({ ...tls, server: tls.server }) } : {}),
       });
   brokerPort = broker.port;
-  const ctx: HubContext = {
+  // The publisher and the rollout engine take the context they are part of.
+  const ctx = {
     config,
     logger,
     db,
@@ -123,7 +129,9 @@ export async function buildHub(config: HubConfig, options: BuildHubOptions = {})
     telemetry: new TelemetryRepository(db),
     operators,
     audit,
-  };
+  } as Omit<HubContext, 'desired' | 'rollouts'> as HubContext;
+  ctx.desired = new DesiredPublisher(ctx);
+  ctx.rollouts = new RolloutEngine(ctx, new RolloutsRepository(db));
 
   const app = Fastify({
     // HTTPS asks no client certificate: operators' browsers have none (requireClientCert is MQTT's).
@@ -177,7 +185,6 @@ export async function buildHub(config: HubConfig, options: BuildHubOptions = {})
     rootKeyId: keys.rootKeyId,
     mqttUrl: mqttPublicUrl(config),
   }));
-  app.get('/api/v1/keys', async () => ({ keyringVersion: keys.signedKeyring.keyring.version, keyringExpiresAt: new Date(keys.signedKeyring.keyring.expiresAt).toISOString(), keys: keys.describe() }));
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/metrics', async (_request, reply) => {
     const connected = broker.port.connectedClients();
@@ -191,10 +198,12 @@ export async function buildHub(config: HubConfig, options: BuildHubOptions = {})
   await app.register(enrollmentPlugin, modules);
   await app.register(registryPlugin, modules);
   await app.register(deploymentsPlugin, modules);
+  await app.register(rolloutsPlugin, modules);
   await app.register(blobsPlugin, modules);
   await app.register(telemetryPlugin, modules);
   await app.register(operatorsPlugin, modules);
   await app.register(auditPlugin, modules);
+  await app.register(keysPlugin, modules);
   await app.register(consolePlugin, modules);
 
   app.addHook('onClose', async () => {

@@ -16,6 +16,7 @@ export * from './random/prng.js';
 export * from './config/env-overrides.js';
 export * from './drift/histogram.js';
 export * from './drift/reference.js';
+export * from './drift/argmax.js';
 export * from './features/fft.js';
 export * from './features/vibration-features.js';
 export * from './sim/seed.js';

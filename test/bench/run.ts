@@ -3,8 +3,8 @@
  * measured in one run on this machine, never a pass/fail timing. Prints a Markdown section per
  * group for BENCHMARKS.md and writes the raw numbers to test-artifacts/bench.json.
  *
- * Names select what runs: a group (`foundation`, `agent`) or one benchmark of a group
- * (`rollback`, `memory`, `swaps`, `pipeline`, `fleet`); no name runs everything.
+ * Names select what runs: a group (`foundation`, `agent`, `monitoring`) or one benchmark of a
+ * group (`rollback`, `memory`, `swaps`, `pipeline`, `fleet`, `drift`); no name runs everything.
  *
  * Other work may share the machine (engineers run tests on it at the same time): every
  * benchmark records how busy the whole machine was while it ran, and the section says so.
@@ -18,6 +18,9 @@ import { memory } from './agent/memory.js';
 import { swaps } from './agent/swaps.js';
 import { pipeline } from './agent/pipeline.js';
 import { fleet } from './agent/fleet.js';
+import { engine } from './rollouts/engine.js';
+import { fleetRollout } from './rollouts/fleet-rollout.js';
+import { drift } from './monitoring/drift.js';
 import { runBenchmark, table, type Benchmark, type BenchReport } from './lib/report.js';
 import { watchMachine, type MachineLoad } from './lib/proc.js';
 
@@ -30,6 +33,8 @@ interface Group {
 const GROUPS: Group[] = [
   { name: 'foundation', title: 'Foundation benchmarks', benchmarks: [foundation] },
   { name: 'agent', title: 'Agent benchmarks', benchmarks: [rollback, memory, swaps, pipeline, fleet] },
+  { name: 'rollouts', title: 'Rollout benchmarks', benchmarks: [engine, fleetRollout] },
+  { name: 'monitoring', title: 'Monitoring evaluation', benchmarks: [drift] },
 ];
 
 function selected(names: string[]): Group[] {

@@ -4,6 +4,8 @@
  * root. Everything is signed with shared's signDocument, exactly as the hub does.
  */
 import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import {
   sha256Hex,
   signDocument,
@@ -16,6 +18,7 @@ import {
   type SignedManifestT,
   type SigningKey,
   type SigningRole,
+  type KeyRoleT,
 } from '@cairn/shared';
 
 export const HOUR_MS = 3_600_000;
@@ -124,4 +127,28 @@ export function signDesired(trust: TrustFixture, options: DesiredOptions): Signe
 /** The usual case in one call: a release-signed bundle of `bytes` in a director-signed desired document. */
 export function desiredFor(trust: TrustFixture, deviceId: string, seq: number, bytes: Uint8Array, manifest: ManifestOptions = {}): SignedDesiredT {
   return signDesired(trust, { deviceId, seq, bundle: signManifest(makeManifest(bytes, manifest), trust.release) });
+}
+
+/**
+ * The keys of a running hub, read from its data directory as an attacker with a copy of it (or
+ * a test holding the keys) has them: the online root (with the root offline, `root` is a key no
+ * device trusts) and the
+ * keys the hub signs with right now, with `keyring` the one in force.
+ */
+export function hubTrust(dataDir: string, keyring: SignedKeyringT): TrustFixture {
+  const dir = join(dataDir, 'keys');
+  const seedOf = (file: string) => new Uint8Array(Buffer.from(readFileSync(join(dir, file), 'utf8').trim(), 'base64'));
+  const listedKey = (role: KeyRoleT): SigningKey => {
+    // The signer of a role is its listed key with a seed on disk and the latest expiry (hub/src/infra/keys.ts).
+    const candidates = keyring.keyring.keys
+      .filter((k) => k.role === role)
+      .sort((a, b) => b.expiresAt - a.expiresAt)
+      .map((k) => [k, [`${role}-${k.keyId}.key`, `${role}.key`].find((f) => existsSync(join(dir, f)) && signingKeyFromSeed(seedOf(f), role, 0).keyId === k.keyId)] as const);
+    const found = candidates.find(([, file]) => file !== undefined);
+    if (!found) throw new Error(`no ${role} seed in ${dir}`);
+    return signingKeyFromSeed(seedOf(found[1]!), role, found[0].expiresAt);
+  };
+  const rootPublicKey = readFileSync(join(dir, 'root.pub'), 'utf8').trim();
+  const root = existsSync(join(dir, 'root.key')) ? signingKeyFromSeed(seedOf('root.key'), 'root', Number.MAX_SAFE_INTEGER) : randomKey('root', Number.MAX_SAFE_INTEGER);
+  return { root, director: listedKey('director'), release: listedKey('release'), rootPublicKey, keyring };
 }

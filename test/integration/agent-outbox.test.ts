@@ -114,3 +114,26 @@ test('a record queued while the connection stops stays in the outbox for the nex
   await stopping;
   assert.equal(outbox.stats.depth, 1, 'the record waits for the next start');
 });
+
+test('publishes refused while the connection stays up are retried with backoff, not in a loop, and go out once accepted', async (t) => {
+  const broker = await startBroker();
+  t.after(() => broker.close());
+  const { dir, state, connection } = await device(t, broker.url);
+  const probe = await HubProbe.connect(broker.url);
+  t.after(() => probe.close());
+  const outbox = new Outbox({ stateDir: dir, connection, logger, telemetrySeqCeiling: () => state.state.telemetrySeqCeiling, clock: () => 1_000 });
+  // Fault injection at the one seam the outbox uses: the first 6 publishes are refused at once
+  // while the client stays connected (as mqtt.js does for a packet it cannot send).
+  const real = connection.publishEncoded.bind(connection);
+  let attempts = 0;
+  connection.publishEncoded = (kind, payload) => (++attempts <= 6 ? Promise.reject(new Error('refused by the client')) : real(kind, payload));
+  outbox.start();
+  t.after(() => outbox.stop());
+  await connection.start();
+  await waitFor('connected', () => connection.connected);
+  outbox.enqueueEvent(event(7));
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.ok(attempts <= 5, `${attempts} attempts in 300 ms: the refusals back off (50, 100, 200 ms…) instead of spinning`);
+  await waitFor('the event goes out once accepted', () => probe.events(DEVICE).some((e) => e.eventId === 'event-0007'), { timeoutMs: 30_000 });
+  assert.equal(outbox.stats.depth, 0);
+});

@@ -15,18 +15,16 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { pino } from 'pino';
 import mqtt from 'mqtt';
-import { createAgent, parseConfig, type Agent } from '@cairn/agent';
+import type { Agent } from '@cairn/agent';
 import type { SourceConfig } from '@cairn/agent/config.js';
 import { HubClient } from '@cairn/hub/cli/hub-client.js';
 import { publishImage } from '@cairn/hub/cli/image-dir.js';
 import { createDeviceSignal, extractFeatures, FEATURE_PIPELINE } from '@cairn/shared';
 import { startTestHub, type TestHub } from '../helpers/hub.js';
+import { startPinnedAgent } from '../helpers/agent.js';
 import { startBroker } from '../helpers/blob-server.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -39,26 +37,10 @@ interface Started {
 
 async function startWithSource(t: TestContext, deviceId: string, source: SourceConfig | Record<string, unknown>, stdin?: PassThrough): Promise<Started> {
   const hub = await startTestHub(t);
-  const dir = mkdtempSync(join(tmpdir(), 'cairn-sources-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const trust = (await (await fetch(`${hub.httpUrl}/api/v1/trust`)).json()) as { rootPublicKey: string; mqttUrl: string };
-  const agent = createAgent(
-    parseConfig({
-      deviceId,
-      stateDir: dir,
-      mqttUrl: trust.mqttUrl,
-      rootPublicKey: trust.rootPublicKey,
-      labels: { machine: `${deviceId}-pump` },
-      api: { host: '127.0.0.1', port: 0 },
-      telemetryIntervalMs: 500,
-      source,
-      health: { trial: { durationMs: 200, minInferences: 1, maxDurationMs: 300 } },
-      enrollment: hub.enrollment,
-    }),
-    { logger: pino({ level: process.env.CAIRN_TEST_LOG ?? 'silent' }), ...(stdin ? { stdin } : {}) },
-  );
-  t.after(() => agent.stop());
-  await agent.start();
+  const agent = await startPinnedAgent(t, hub, deviceId, {
+    config: { labels: { machine: `${deviceId}-pump` }, telemetryIntervalMs: 500, source, health: { trial: { durationMs: 200, minInferences: 1, maxDurationMs: 300 } } },
+    ...(stdin ? { deps: { stdin } } : {}),
+  });
   return { agent, hub };
 }
 

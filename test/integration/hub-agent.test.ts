@@ -14,12 +14,11 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pino } from 'pino';
-import { createAgent, parseConfig, type Agent } from '@cairn/agent';
+import type { Agent } from '@cairn/agent';
 import { buildDemoModel } from '@cairn/hub/training/demo-model.js';
 import { mlpForward } from '@cairn/hub/training/onnx-writer.js';
-import { CREDENTIALS_FILE, enrollOnce } from '@cairn/agent/components/device-identity.js';
 import { startTestHub, type TestBroker, type TestHub } from '../helpers/hub.js';
+import { startPinnedAgent } from '../helpers/agent.js';
 import { HubClient } from '@cairn/hub/cli/hub-client.js';
 import { publishImage } from '@cairn/hub/cli/image-dir.js';
 import { resolve } from 'node:path';
@@ -27,32 +26,8 @@ import { resolve } from 'node:path';
 const IMAGES = resolve(import.meta.dirname, '../../../firmware-images');
 import { waitFor } from '../helpers/wait.js';
 
-async function startAgent(t: TestContext, hub: TestHub, deviceId: string, labels: Record<string, string>, stateDir?: string, machine: Record<string, unknown> = {}): Promise<Agent> {
-  const dir = stateDir ?? mkdtempSync(join(tmpdir(), 'cairn-agent-'));
-  if (!stateDir) t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const trust = (await (await fetch(`${hub.httpUrl}/api/v1/trust`)).json()) as { rootPublicKey: string; mqttUrl: string };
-  if (!existsSync(join(dir, CREDENTIALS_FILE))) {
-    const enrolled = await enrollOnce({ hubUrl: hub.httpUrl, deviceId, stateDir: dir, rootPublicKey: trust.rootPublicKey, token: hub.enrollment.token });
-    assert.equal(enrolled.status, 'active', `${deviceId} enrolled`);
-    await hub.admit();
-  }
-  const agent = createAgent(
-    parseConfig({
-      deviceId,
-      stateDir: dir,
-      mqttUrl: trust.mqttUrl,
-      rootPublicKey: trust.rootPublicKey,
-      labels,
-      api: { host: '127.0.0.1', port: 0 },
-      telemetryIntervalMs: 200,
-      source: { kind: 'simulated', intervalMs: 20, ...machine },
-      health: { trial: { durationMs: 300, minInferences: 5 } },
-    }),
-    { logger: pino({ level: 'silent' }) },
-  );
-  await agent.start();
-  t.after(() => agent.stop());
-  return agent;
+function startAgent(t: TestContext, hub: TestHub, deviceId: string, labels: Record<string, string>, stateDir?: string, machine: Record<string, unknown> = {}): Promise<Agent> {
+  return startPinnedAgent(t, hub, deviceId, { ...(stateDir ? { stateDir } : {}), config: { labels, telemetryIntervalMs: 200, source: { kind: 'simulated', intervalMs: 20, ...machine } } });
 }
 
 for (const broker of ['embedded', 'mosquitto'] as const satisfies readonly TestBroker[]) {

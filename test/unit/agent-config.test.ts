@@ -43,6 +43,7 @@ test('a minimal YAML file gets every default', async (t) => {
     logLevel: 'info',
     health: {},
     rules: {},
+    drift: {},
   } satisfies AgentConfig);
 });
 
@@ -136,7 +137,8 @@ test('an unreadable or non-YAML file is one clear error', async (t) => {
 test('the example config documents every field and is valid as shipped', () => {
   const config = loadConfig({ path: EXAMPLE, env: {} });
   assert.equal(config.deviceId, 'press-07');
-  assert.deepEqual(Object.keys(config).sort(), ['api', 'deviceId', 'health', 'labels', 'logLevel', 'mqttUrl', 'rootPublicKey', 'rules', 'source', 'stateDir', 'telemetryIntervalMs']);
+  assert.deepEqual(config.drift, { windowMs: 600_000, minSamples: 30, baselineSamples: 600 });
+  assert.deepEqual(Object.keys(config).sort(), ['api', 'deviceId', 'drift', 'health', 'labels', 'logLevel', 'mqttUrl', 'rootPublicKey', 'rules', 'source', 'stateDir', 'telemetryIntervalMs']);
 });
 
 test('stdin and mqtt sources get their defaults; a bad topic filter, qos or unknown key is named', () => {

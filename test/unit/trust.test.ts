@@ -15,6 +15,7 @@ function state(overrides: Partial<DeviceTrustState> = {}): DeviceTrustState {
     deviceId: 'dev-1',
     rootPublicKey: trust.root.publicKey,
     keyringVersion: 0,
+    securityFloor: 0,
     lastSeq: -1,
     lastFingerprint: null,
     agentVersion: '0.1.0',
@@ -108,4 +109,27 @@ test('refuses: a bundle for a newer agent (incompatible_agent)', () => {
 
 test('refuses: anything that is not a signed desired document (schema)', () => {
   for (const value of [null, 42, 'x', {}, { document: {}, signatures: [] }, { ...desiredFor(trust, 'dev-1', 1, MODEL), extra: true }]) refusedWith('schema', value);
+});
+
+test('refuses: a signature by a key the keyring revoked (key_revoked), in a desired document and in a bundle', () => {
+  const stolenDirector = randomKey('director');
+  const stolenRelease = randomKey('release');
+  const keyring = buildKeyring(trust.root, [trust.director, trust.release], { version: 2 });
+  keyring.keyring.revoked = [stolenDirector.keyId, stolenRelease.keyId];
+  keyring.signatures = [signDocument(keyring.keyring, trust.root)];
+  refusedWith('key_revoked', signDesired(trust, { deviceId: 'dev-1', seq: 1, bundle: null, keyring, signer: stolenDirector }));
+  const bundle = signManifest(makeManifest(MODEL), stolenRelease);
+  refusedWith('key_revoked', signDesired(trust, { deviceId: 'dev-1', seq: 1, bundle, keyring }));
+});
+
+test('refuses: a bundle below the security floor of the keyring or of the device (below_floor), and reports the floor to persist', () => {
+  const keyring = buildKeyring(trust.root, [trust.director, trust.release], { version: 2 });
+  keyring.keyring.securityFloor = 5;
+  keyring.signatures = [signDocument(keyring.keyring, trust.root)];
+  const bundleOf = (releaseCounter: number) => signManifest(makeManifest(MODEL, { releaseCounter }), trust.release);
+  refusedWith('below_floor', signDesired(trust, { deviceId: 'dev-1', seq: 1, bundle: bundleOf(4), keyring }));
+  // A device that saw floor 7 keeps it, whatever a keyring says.
+  refusedWith('below_floor', signDesired(trust, { deviceId: 'dev-1', seq: 1, bundle: bundleOf(6), keyring }), state({ securityFloor: 7 }));
+  const verdict = verifyDesired(signDesired(trust, { deviceId: 'dev-1', seq: 1, bundle: bundleOf(5), keyring }), state());
+  assert.equal(verdict.status === 'accepted' && verdict.securityFloor, 5);
 });

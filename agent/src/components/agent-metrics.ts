@@ -5,11 +5,11 @@
  * Counted as it happens: inferences and their latency (this is an InferenceObserver of the
  * pipeline) and local API requests. Read at scrape time from the components, through
  * `MetricsView`: outbox depth and drops, the active bundle, trial, swaps, alerts, source
- * records, the hub connection. prom-client's default metrics add the process's CPU, memory and
- * the event-loop delay (`cairn_agent_nodejs_eventloop_lag_*`).
+ * records, the hub connection, the drift window's PSI. prom-client's default metrics add the
+ * process's CPU, memory and the event-loop delay (`cairn_agent_nodejs_eventloop_lag_*`).
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { ActiveBundleT } from '@cairn/shared';
+import type { ActiveBundleT, DriftSummaryT } from '@cairn/shared';
 import type { InferenceObserver } from './pipeline.js';
 import type { OutboxStats } from './outbox.js';
 import type { RecordIntakeStats } from './sources/record-intake.js';
@@ -24,6 +24,8 @@ export interface MetricsView {
   connected(): boolean;
   /** The stdin or MQTT source's counts, when one runs. */
   records(): { source: string; stats: RecordIntakeStats } | null;
+  /** The drift monitor's window for the active model (undefined: not monitored). */
+  drift(): DriftSummaryT | undefined;
 }
 
 /** Inference latency buckets in seconds: a small MLP answers in well under a millisecond, a large one in tens. */
@@ -74,6 +76,19 @@ export class AgentMetrics implements InferenceObserver {
         if (!records) return;
         this.set({ source: records.source, outcome: 'accepted' }, records.stats.accepted);
         for (const [reason, count] of Object.entries(records.stats.rejected)) this.set({ source: records.source, outcome: reason }, count ?? 0);
+      },
+    });
+
+    new Gauge({
+      name: 'cairn_agent_drift_psi',
+      help: 'PSI of the drift window against the device baseline: the predicted classes (prediction) and the most drifted input feature (max_feature); absent until the window has enough samples',
+      labelNames: ['kind'],
+      registers,
+      collect() {
+        this.reset();
+        const drift = view.drift();
+        if (drift?.predictionPsi != null) this.set({ kind: 'prediction' }, drift.predictionPsi);
+        if (drift?.maxFeaturePsi != null) this.set({ kind: 'max_feature' }, drift.maxFeaturePsi);
       },
     });
 

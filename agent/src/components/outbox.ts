@@ -64,6 +64,9 @@ export class Outbox {
   private generation = 0;
   private published = 0;
   private pumping = false;
+  /** Publishes refused in a row while connected; each waits longer before the record is retried (no spin). */
+  private refusals = 0;
+  private readonly retryTimers = new Set<NodeJS.Timeout>();
   private readonly maxRecords: number;
   private readonly window: number;
   private statements!: {
@@ -116,6 +119,8 @@ export class Outbox {
   }
 
   stop(): void {
+    for (const timer of this.retryTimers) clearTimeout(timer);
+    this.retryTimers.clear();
     this.options.connection.off('connect', this.onConnect);
     this.options.connection.off('disconnect', this.onDisconnect);
     this.db?.close();
@@ -198,11 +203,21 @@ export class Outbox {
           () => {
             this.statements.remove.run(row.id);
             this.published++;
+            this.refusals = 0;
             this.settle(row.id, generation);
           },
           (err: Error) => {
-            this.options.logger.debug({ err, id: row.id }, 'outbox record not acknowledged; it is sent again after the next connect');
-            this.settle(row.id, generation);
+            // A publish refused while the connection stays up (a client-side refusal) would be
+            // retried at once, forever: the record waits, longer after each refusal in a row
+            // (50 ms doubling to 30 s), or until the next connect sends everything again.
+            const delay = Math.min(30_000, 50 * 2 ** Math.min(this.refusals++, 10));
+            this.options.logger.debug({ err, id: row.id, retryInMs: delay }, 'outbox record not acknowledged; it is sent again later or after the next connect');
+            const timer = setTimeout(() => {
+              this.retryTimers.delete(timer);
+              this.settle(row.id, generation);
+            }, delay);
+            timer.unref();
+            this.retryTimers.add(timer);
           },
         );
       }

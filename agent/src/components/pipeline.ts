@@ -1,8 +1,8 @@
 /**
  * The inference pipeline: run the active model, report latency and errors to its observers (the
- * telemetry interval's stats, the Prometheus metrics). The local API calls `infer`; sources
- * (simulated machine, stdin, local MQTT) call `process`, which also hands each window's outputs
- * to the maintenance rules.
+ * telemetry interval's stats, the drift monitor, the Prometheus metrics). The local API calls
+ * `infer`; sources (simulated machine, stdin, local MQTT) call `process`, which also hands each
+ * window's outputs to the maintenance rules.
  */
 import { performance } from 'node:perf_hooks';
 import type { Feeds, Tensor } from './runtime/types.js';
@@ -16,9 +16,16 @@ export interface InferenceResult {
   latencyMs: number;
 }
 
-/** Told about every inference; must not throw. */
+/** What a successful inference saw and answered; observers read it and must neither keep nor change it. */
+export interface ObservedInference {
+  feeds: Feeds;
+  outputs: Record<string, Tensor>;
+  bundle: ServedBundle;
+}
+
+/** Told about every inference; must not throw. Observers that only count may ignore `inference`. */
 export interface InferenceObserver {
-  success(latencyMs: number): void;
+  success(latencyMs: number, inference: ObservedInference): void;
   failure(): void;
 }
 
@@ -42,7 +49,7 @@ export class Pipeline {
     try {
       const { outputs, bundle } = await this.active.infer(feeds);
       const latencyMs = performance.now() - started;
-      for (const observer of this.observers) observer.success(latencyMs);
+      for (const observer of this.observers) observer.success(latencyMs, { feeds, outputs, bundle });
       return { outputs, bundle, latencyMs };
     } catch (err) {
       if (!(err instanceof NoModelError)) for (const observer of this.observers) observer.failure();

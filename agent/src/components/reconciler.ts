@@ -133,6 +133,7 @@ export class Reconciler {
         deviceId: this.options.deviceId,
         rootPublicKey: this.options.rootPublicKey,
         keyringVersion: s.keyringVersion,
+        securityFloor: s.securityFloor ?? 0,
         lastSeq: s.lastDesiredSeq,
         lastFingerprint: s.lastFingerprint,
         agentVersion: this.options.agentVersion,
@@ -148,12 +149,13 @@ export class Reconciler {
       return;
     }
     const target: TargetStateT = { deploymentId: verdict.document.deploymentId, seq: verdict.document.seq, bundle: verdict.document.bundle };
-    const before = { lastDesiredSeq: s.lastDesiredSeq, lastFingerprint: s.lastFingerprint, keyringVersion: s.keyringVersion, target: s.target };
+    const before = { lastDesiredSeq: s.lastDesiredSeq, lastFingerprint: s.lastFingerprint, keyringVersion: s.keyringVersion, securityFloor: s.securityFloor ?? 0, target: s.target };
     try {
       await state.update((draft) => {
         draft.lastDesiredSeq = target.seq;
         draft.lastFingerprint = verdict.fingerprint;
         draft.keyringVersion = verdict.keyring.version;
+        draft.securityFloor = verdict.securityFloor;
         draft.target = target;
       });
     } catch (err) {

@@ -49,6 +49,8 @@ export const PersistedState = Type.Object(
     lastDesiredSeq: Type.Integer({ minimum: -1, maximum: Number.MAX_SAFE_INTEGER }),
     lastFingerprint: Type.Union([Type.String(), Type.Null()]),
     keyringVersion: Type.Integer({ minimum: 0 }),
+    /** Highest security floor seen in an accepted keyring (absent in files written before floors: 0). */
+    securityFloor: Type.Optional(Seq),
     target: Type.Union([TargetState, Type.Null()]),
     /** Two slots (DESIGN §4); `activeSlot` is the committed one, served after a restart. */
     slots: Type.Object({ A: Type.Union([ActiveState, Type.Null()]), B: Type.Union([ActiveState, Type.Null()]) }, closed),
@@ -108,6 +110,7 @@ export function cleanState(counterFloor = 0): AgentState {
     lastDesiredSeq: -1,
     lastFingerprint: null,
     keyringVersion: 0,
+    securityFloor: 0,
     target: null,
     slots: { A: null, B: null },
     activeSlot: null,

@@ -1,6 +1,7 @@
 /**
  * Interval telemetry (DESIGN §4): every `intervalMs` one summary — inferences, errors, latency
- * percentiles, RSS, CPU, the active bundle and the outbox backlog — with a per-device `seq` the
+ * percentiles, RSS, CPU, the active bundle, the outbox backlog and the drift of the sliding
+ * window (`drift-monitor.ts`, when the active manifest carries a drift reference) — with a per-device `seq` the
  * outbox assigns in the transaction that stores the summary, so a restart or a crash never
  * reuses one and never leaves a gap (the hub dedupes on (device, seq)).
  *
@@ -10,7 +11,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import type { TelemetryT } from '@cairn/shared';
+import type { DriftSummaryT, TelemetryT } from '@cairn/shared';
 import type { Outbox } from './outbox.js';
 import type { InferenceStats } from './inference-stats.js';
 import type { ServedBundle } from './active-model.js';
@@ -27,6 +28,8 @@ export interface TelemetryOptions {
   state: StateStore;
   /** What serves right now (a candidate on trial included). */
   served: () => ServedBundle | null;
+  /** The drift section for what serves (undefined: not monitored). */
+  drift: (served: ServedBundle | null) => DriftSummaryT | undefined;
   clock: () => number;
   logger: Logger;
 }
@@ -70,6 +73,8 @@ export class TelemetryReporter {
       this.lastCpu = cpu;
       const interval = stats.drain();
       const backlog = outbox.stats;
+      const served = this.options.served();
+      const drift = this.options.drift(served);
       const summary: Omit<TelemetryT, 'seq'> = {
         ts: clock(),
         intervalMs: Math.max(1, Math.round(elapsedMs)),
@@ -78,8 +83,9 @@ export class TelemetryReporter {
         latencyMs: interval.latencyMs,
         rssMb: Math.round((process.memoryUsage.rss() / 2 ** 20) * 10) / 10,
         cpuPct: Math.min(100_000, Math.round((cpuMicros / 1000 / elapsedMs) * 1000) / 10),
-        active: activeBundleOf(this.options.served()),
+        active: activeBundleOf(served),
         outbox: { depth: backlog.depth, dropped: backlog.dropped },
+        ...(drift ? { drift } : {}),
       };
       let sent: TelemetryT;
       try {

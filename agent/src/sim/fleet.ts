@@ -72,10 +72,14 @@ export function simLabels(count: number, seed: number): LabelsT[] {
   return Array.from({ length: count }, () => ({ site: pick(SITES), line: pick(LINES), hw: pick(HARDWARE) }));
 }
 
+/** When a drifting machine starts to drift, after its agent's start. */
+export const DRIFT_ONSET_MS = 15 * 60_000;
+
 /**
  * Deterministic machines for the fleet: a machine type per device; about one device in five
  * runs with a fault (imbalance, misalignment, outer or inner race), one in ten develops an
- * outer-race fault over hours, and one in ten drifts (sensor gain, shaft speed, temperature).
+ * outer-race fault over hours, and one in ten drifts (sensor gain, shaft speed, temperature)
+ * from DRIFT_ONSET_MS on.
  * The same seed gives every device the same machine.
  */
 export function simMachines(count: number, seed: number): SimulatedMachineConfig[] {
@@ -88,7 +92,8 @@ export function simMachines(count: number, seed: number): SimulatedMachineConfig
     const roll = random();
     if (roll < 0.2) return { machine, fault: pick(FAULTS), severity: 0.5 + random() * 0.5 };
     if (roll < 0.3) return { machine, scenario: 'fault_progression' as const };
-    if (roll < 0.4) return { machine, scenario: pick(DRIFTS) };
+    // Drift begins after the agent's drift baseline (600 windows at the default 1 s) is complete.
+    if (roll < 0.4) return { machine, scenario: pick(DRIFTS), scenarioStartAfterMs: DRIFT_ONSET_MS };
     return { machine };
   });
 }

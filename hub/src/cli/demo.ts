@@ -116,6 +116,10 @@ export async function runDemo(options: DemoOptions): Promise<void> {
   CLI:      export CAIRN_HUB_URL=${hub.httpUrl} CAIRN_TOKEN=$(cat ${hub.adminToken.tokenFile})${tls ? ` NODE_EXTRA_CA_CERTS=${tls.ca}` : ''}
             node hub/dist/cli/main.js device list
             node hub/dist/cli/main.js deploy --model ${DEMO_MODEL}@1.1.0 --selector site=plant-1
+  Staged rollout (canary, 10 %, 50 %, 100 %), watched live:
+            node hub/dist/cli/main.js rollout create --model ${DEMO_MODEL}@1.1.0 --selector fleet=demo --stages 1,10%,50%,100% --bake 20s --watch
+  A faulty image stops itself at the canary:
+            node hub/dist/cli/main.js rollout create --model ${DEMO_MODEL}@1.0.1-nan --selector fleet=demo --stages 1,100% --bake 20s --watch
   Alerts:   node hub/dist/cli/main.js device events ${faulty} --type maintenance_alert   (its machine: ${faultyMachine})
   Rollback drill (a faulty image; the device rolls back on its own during its trial):
             node hub/dist/cli/main.js deploy --model ${DEMO_MODEL}@1.0.1-slow --device sim-0001

@@ -17,6 +17,8 @@ import { runDemo } from './demo.js';
 import { readImage, ImageError } from './image-dir.js';
 import { registerOperatorCommands } from './operator-commands.js';
 import { registerBrokerCommands } from './broker-config.js';
+import { registerRolloutCommands } from './rollout-commands.js';
+import { registerKeyCommands } from './key-commands.js';
 
 const program = new Command();
 program.name('cairn').description('Cairn edge MLOps fleet manager — operator CLI').showHelpAfterError();
@@ -194,7 +196,7 @@ clientOptions(model.command('approve <ref>').description('approve a version for 
 clientOptions(
   program
     .command('deploy')
-    .description('assign a model version to devices (direct assignment; staged rollouts come later)')
+    .description('assign a model version to devices at once (a one-stage rollout; use `cairn rollout create` to stage it)')
     .requiredOption('--model <ref>', 'name@version')
     .addOption(new Option('--device <id...>', 'device ids').conflicts('selector'))
     .addOption(new Option('--selector <selector>', 'label selector, e.g. "site=plant-1,line in (a,b)"')),
@@ -225,17 +227,6 @@ images
     const entries = await buildReferenceImages({ outDir: o.out, releaseKeySeed: readReleaseSeed(o.key), log: (line) => console.error(line) });
     console.log(`wrote ${entries.length} images to ${o.out} (index.json, INDEX.md)`);
   });
-
-const keysCommand = program.command('keys').description("the hub's signing keys (public halves only)");
-clientOptions(keysCommand.command('show').description('root key to pin on devices, and the keyring')).action(async (o: Common) => {
-  const info = await client(o).request<{ keyringVersion: number; keyringExpiresAt: string; keys: { keyId: string; role: string; publicKey: string; expiresAt: number }[] }>('GET', '/api/v1/keys');
-  print(o, info, () =>
-    `keyring v${info.keyringVersion}, expires ${info.keyringExpiresAt}\n${table(
-      info.keys.map((k) => ({ ...k, expires: k.expiresAt ? new Date(k.expiresAt).toISOString() : 'never' })),
-      ['role', 'keyId', 'publicKey', 'expires'],
-    )}\nPin the root publicKey on devices as rootPublicKey in agent.yaml.`,
-  );
-});
 
 const device = program.command('device').description('devices of the fleet');
 clientOptions(device.command('list').option('--selector <selector>', 'label selector')).action(async (o: Common & { selector?: string }) => {
@@ -353,6 +344,8 @@ function collectLabels(value: string, previous: Record<string, string>): Record<
 
 registerOperatorCommands(program, { clientOptions, client, print });
 registerBrokerCommands(program);
+registerRolloutCommands(program, { clientOptions, client, print });
+registerKeyCommands(program, { clientOptions, client, print });
 
 class UsageError extends Error {}
 

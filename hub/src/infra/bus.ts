@@ -12,6 +12,12 @@ export interface HubEvents {
   'telemetry.stored': { deviceId: string; telemetry: TelemetryT };
   'desired.published': { deviceId: string; seq: number; deploymentId: string };
   'model.pushed': { name: string; version: string; digest: string };
+  /** A rollout changed state or stage, told devices to change, or started or stopped waiting. */
+  'rollout.changed': { rolloutId: string; state: string; stage: number; transition: string };
+  /** A device of a rollout moved (committed, failed, reverted…). */
+  'rollout.device': { rolloutId: string; deviceId: string; state: string; reason: string | null };
+  /** A new root-signed keyring is in force (rotation, revocation, security floor). */
+  'keyring.installed': { version: number };
 }
 
 export class EventBus {

@@ -84,6 +84,13 @@ export const HubConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    rollouts: Type.Object(
+      {
+        /** How often the rollout engine re-evaluates (bake times, timeouts, windows, joiners); reports also trigger it. */
+        tickSeconds: Type.Integer({ minimum: 1, maximum: 60, default: 5 }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
     approval: Type.Object(
       {
         /** How many devices an unapproved model version may run on at most (the canary). */

@@ -18,6 +18,8 @@ import type { TelemetryRepository } from '../modules/telemetry/telemetry.reposit
 import type { EnrollmentService } from '../modules/enrollment/enrollment.service.js';
 import type { OperatorsService } from '../modules/operators/operators.service.js';
 import type { AuditLog } from '../modules/audit/audit-log.js';
+import type { DesiredPublisher } from '../modules/deployments/desired-publisher.js';
+import type { RolloutEngine } from '../modules/rollouts/rollout-engine.js';
 
 export interface HubContext {
   config: HubConfig;
@@ -38,6 +40,10 @@ export interface HubContext {
   operators: OperatorsService;
   /** Append-only, hash-chained record of every state-changing action. */
   audit: AuditLog;
+  /** The one queue that publishes signed desired documents (retained). */
+  desired: DesiredPublisher;
+  /** Staged rollouts, and direct deployments as one-stage rollouts. */
+  rollouts: RolloutEngine;
 }
 
 export interface ModuleOptions {

@@ -61,4 +61,13 @@ export const Errors = {
   approvalRequired: (ref: string, devices: number, canary: number) =>
     new HubError('CAIRN_APPROVAL_REQUIRED', 409, `${ref} is not approved: it may run on at most ${canary} device(s) (a canary) until an operator other than the one who pushed it approves it (cairn model approve ${ref}); this would make ${devices}`),
   selfApproval: (ref: string) => new HubError('CAIRN_SELF_APPROVAL', 403, `${ref} was pushed by you; another operator must approve it`),
+  keyNotFound: (message: string) => new HubError('CAIRN_KEY_NOT_FOUND', 404, message),
+  floorLowered: (message: string) => new HubError('CAIRN_FLOOR_LOWERED', 409, message),
+  floorStrandsDevices: (floor: number, devices: string[]) =>
+    new HubError('CAIRN_FLOOR_STRANDS_DEVICES', 409, `${devices.length} device(s) are assigned a bundle below releaseCounter ${floor} (${devices.slice(0, 10).join(', ')}${devices.length > 10 ? ', …' : ''}); deploy a newer version to them first`),
+  belowFloor: (ref: string, releaseCounter: number, floor: number) =>
+    new HubError('CAIRN_BELOW_FLOOR', 409, `${ref} has releaseCounter ${releaseCounter}, below the security floor ${floor}; devices would refuse it (below_floor)`),
+  noKeyringDraft: (message: string) => new HubError('CAIRN_NO_KEYRING_DRAFT', 409, message),
+  keyringNotDraft: (message: string) => new HubError('CAIRN_KEYRING_NOT_DRAFT', 409, message),
+  keyringSignature: (message: string) => new HubError('CAIRN_KEYRING_SIGNATURE', 400, message),
 } as const;

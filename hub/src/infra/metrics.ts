@@ -30,6 +30,7 @@ export function createMetrics() {
     }),
     connectedClients: new Gauge({ name: 'cairn_hub_mqtt_connected_clients', help: 'MQTT clients connected to the embedded broker', registers: [registry] }),
     blobChunksServed: new Counter({ name: 'cairn_hub_blob_chunks_served_total', help: 'Blob chunks sent to devices', registers: [registry] }),
+    blobBytesServed: new Counter({ name: 'cairn_hub_blob_bytes_served_total', help: 'Bytes of blob frames (header and chunk) published to devices', registers: [registry] }),
     blobRequestsRefused: new Counter({
       name: 'cairn_hub_blob_requests_refused_total',
       help: 'Blob chunk requests refused, by reason',
@@ -59,6 +60,19 @@ export function createMetrics() {
       name: 'cairn_hub_device_rejections_total',
       help: 'Desired documents or bundles that devices reported rejecting, failing or rolling back, by reason',
       labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+    rollouts: new Gauge({ name: 'cairn_hub_rollouts', help: 'Rollouts that are not finished, by state', labelNames: ['state'] as const, registers: [registry] }),
+    rolloutTransitions: new Counter({
+      name: 'cairn_hub_rollout_transitions_total',
+      help: 'Rollout state transitions (started, stage_advanced, paused, completed, rolled_back…)',
+      labelNames: ['kind'] as const,
+      registers: [registry],
+    }),
+    rolloutBreaches: new Counter({
+      name: 'cairn_hub_rollout_breaches_total',
+      help: 'Rollout stages that tripped their breach policy, by cause (failure_threshold or a quality gate)',
+      labelNames: ['cause'] as const,
       registers: [registry],
     }),
   };

@@ -11,6 +11,7 @@
  * - Cross-entropy is the mean of `-ln(max(p_true, PROBABILITY_FLOOR))`, so a confident wrong
  *   answer costs a large but finite loss.
  */
+import { argmax } from '@cairn/shared';
 import { mlpForward, type MlpSpec } from './onnx-writer.js';
 
 /** Lower bound on a probability inside the log: ln(1e-12) ≈ -27.6. */
@@ -36,29 +37,8 @@ export interface Evaluation {
   predictions: Int32Array;
 }
 
-/** Index of the largest value of each `width`-wide row (the first on ties; -1 for a row with a NaN). */
-export function argmax(values: Float32Array, rows: number, width: number): Int32Array {
-  if (!Number.isInteger(width) || width < 1) throw new RangeError(`width must be a positive integer, got ${width}`);
-  if (values.length !== rows * width) throw new RangeError(`values has ${values.length} entries, expected ${rows}×${width}`);
-  const out = new Int32Array(rows);
-  for (let r = 0; r < rows; r++) {
-    let best = 0;
-    let bestValue = -Infinity;
-    for (let j = 0; j < width; j++) {
-      const v = values[r * width + j]!;
-      if (Number.isNaN(v)) {
-        best = -1;
-        break;
-      }
-      if (v > bestValue) {
-        bestValue = v;
-        best = j;
-      }
-    }
-    out[r] = best;
-  }
-  return out;
-}
+/** The agent's drift monitor counts predicted classes the same way, so the definition lives in @cairn/shared. */
+export { argmax };
 
 /** Fraction of rows predicted correctly; 0 for no rows. */
 export function accuracy(predicted: Int32Array, labels: Int32Array): number {

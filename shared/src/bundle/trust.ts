@@ -31,14 +31,18 @@ export function verifyKeyring(signed: SignedKeyringT, rootPublicKey: Uint8Array,
 
 /**
  * Finds a signature by a key of `role` in the keyring that verifies. Distinguishes an unknown
- * key, a key of the wrong role, an expired key and a bad signature, in that order of preference
- * for the reason reported.
+ * key, a revoked key (one the keyring names in `revoked`; a keyring never lists a key it
+ * revokes), a key of the wrong role, an expired key and a bad signature, the later of these
+ * being the reason reported.
  */
 export function verifyByRole(document: unknown, signatures: SignatureT[], keyring: KeyringT, role: KeyringKeyT['role'], now: number): KeyringKeyT {
   let failure: TrustError = new TrustError('unknown_key');
   for (const signature of signatures) {
     const key = keyring.keys.find((k) => k.keyId === signature.keyId);
-    if (!key) continue;
+    if (!key) {
+      if (keyring.revoked?.includes(signature.keyId)) failure = new TrustError('key_revoked', `key ${signature.keyId}`);
+      continue;
+    }
     if (key.role !== role) {
       failure = new TrustError('key_role', `key ${key.keyId} is a ${key.role} key, not ${role}`);
       continue;
@@ -57,7 +61,8 @@ export function verifyManifest(bundle: SignedManifestT, keyring: KeyringT, now: 
   try {
     verifyByRole(bundle.manifest, bundle.signatures, keyring, 'release', now);
   } catch (err) {
-    if (err instanceof TrustError && err.reason !== 'key_role') throw new TrustError('bundle_signature', err.message);
+    // A key of the wrong role or a revoked key keeps its own reason: each names an attack.
+    if (err instanceof TrustError && err.reason !== 'key_role' && err.reason !== 'key_revoked') throw new TrustError('bundle_signature', err.message);
     throw err;
   }
 }
@@ -67,6 +72,8 @@ export interface DeviceTrustState {
   rootPublicKey: Uint8Array;
   /** Highest keyring version accepted so far (0: none). */
   keyringVersion: number;
+  /** Highest security floor accepted so far (0: none): a keyring cannot lower it. */
+  securityFloor: number;
   /** Seq of the last accepted desired document (-1: none) and its canonical fingerprint. */
   lastSeq: number;
   lastFingerprint: string | null;
@@ -75,7 +82,8 @@ export interface DeviceTrustState {
 }
 
 export type DesiredVerdict =
-  | { status: 'accepted'; document: DesiredDocumentT; keyring: KeyringT; fingerprint: string }
+  /** `securityFloor`: the floor to persist (the higher of the device's and the keyring's). */
+  | { status: 'accepted'; document: DesiredDocumentT; keyring: KeyringT; fingerprint: string; securityFloor: number }
   /** The same document as the last one accepted (a retained re-delivery): nothing to do. */
   | { status: 'unchanged' };
 
@@ -97,10 +105,13 @@ export function verifyDesired(value: unknown, state: DeviceTrustState): DesiredV
   }
   if (document.seq < state.lastSeq) throw new TrustError('replayed_seq', `seq ${document.seq} < ${state.lastSeq}`);
   if (document.expiresAt <= state.now) throw new TrustError('expired', `expired at ${new Date(document.expiresAt).toISOString()}`);
+  const securityFloor = Math.max(state.securityFloor, keyring.securityFloor ?? 0);
   if (document.bundle) {
     verifyManifest(document.bundle, keyring, state.now);
+    const { releaseCounter } = document.bundle.manifest;
+    if (releaseCounter < securityFloor) throw new TrustError('below_floor', `releaseCounter ${releaseCounter} < floor ${securityFloor}`);
     const needed = document.bundle.manifest.compatibility.minAgentVersion;
     if (compareSemVer(state.agentVersion, needed) < 0) throw new TrustError('incompatible_agent', `needs ${needed}, agent is ${state.agentVersion}`);
   }
-  return { status: 'accepted', document, keyring, fingerprint };
+  return { status: 'accepted', document, keyring, fingerprint, securityFloor };
 }

@@ -36,14 +36,24 @@ export const PublicKeyB64 = Type.String({ pattern: '^[A-Za-z0-9+/]{43}=$' });
 export const Signature = closed({ keyId: KeyId, sig: SignatureB64 });
 export const Signatures = Type.Array(Signature, { minItems: 1, maxItems: 8 });
 
+/** Revoked key ids a keyring carries (the newest; older ones have long expired). */
+export const KEYRING_REVOKED_LIMIT = 64;
 export const KeyRole = Type.Union([Type.Literal('release'), Type.Literal('director')]);
 export const KeyringKey = closed({ keyId: KeyId, role: KeyRole, publicKey: PublicKeyB64, expiresAt: EpochMs });
-/** The list of online keys, signed by the offline root key (DESIGN §3). */
+/**
+ * The list of online keys, signed by the root key (DESIGN §3). A new version replaces the
+ * previous one (devices accept versions only upward). `revoked` names keys that once were listed
+ * and must never verify again (cumulative, newest kept); `securityFloor` is the lowest manifest
+ * `releaseCounter` a device may install (absent: 0). Both are optional so that keyrings signed
+ * before they existed keep verifying.
+ */
 export const Keyring = closed({
   version: Type.Integer({ minimum: 1 }),
   issuedAt: EpochMs,
   expiresAt: EpochMs,
   keys: Type.Array(KeyringKey, { minItems: 1, maxItems: 32 }),
+  revoked: Type.Optional(Type.Array(KeyId, { maxItems: KEYRING_REVOKED_LIMIT })),
+  securityFloor: Type.Optional(Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER })),
 });
 export const SignedKeyring = closed({ keyring: Keyring, signatures: Signatures });
 
@@ -151,6 +161,30 @@ export const Reported = closed({
   keyringVersion: Type.Integer({ minimum: 0 }),
 });
 
+/** A model input feature's name, as drift references and telemetry carry it. */
+export const FeatureName = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$' });
+export const DRIFT_STATUSES = ['ok', 'warn', 'alert'] as const;
+/** PSI with the empty-bin floor is bounded (about 18.4 for 1e-4); 100 leaves room. */
+const PsiValue = Type.Number({ minimum: 0, maximum: 100 });
+/**
+ * The device's drift over its sliding window (agent `drift-monitor.ts`): PSI of each input
+ * feature's histogram and of the predicted-class distribution against the device's baseline, on
+ * the bins of the active manifest's drift reference. Compact numbers only, never data. PSI is
+ * null until the window holds enough samples (and a baseline exists); `features` then is empty.
+ * `status` compares max(predictionPsi, maxFeaturePsi) with the manifest's thresholds (default
+ * 0.1 warn, 0.25 alert). Rollout quality gates read exactly these names.
+ */
+export const DriftSummary = closed({
+  windowMs: Type.Integer({ minimum: 1, maximum: 86_400_000 }),
+  samples: Type.Integer({ minimum: 0 }),
+  predictionPsi: Type.Union([PsiValue, Type.Null()]),
+  maxFeaturePsi: Type.Union([PsiValue, Type.Null()]),
+  maxFeature: Type.Union([FeatureName, Type.Null()]),
+  /** PSI per feature, rounded to 4 decimals; only features that had samples. */
+  features: Type.Record(FeatureName, PsiValue, { maxProperties: 1024, additionalProperties: false }),
+  status: Type.Enum(DRIFT_STATUSES),
+});
+
 const Millis = Type.Number({ minimum: 0, maximum: 3.6e6 });
 export const LatencySummary = closed({ p50: Millis, p95: Millis, p99: Millis, max: Millis });
 export const Telemetry = closed({
@@ -166,6 +200,8 @@ export const Telemetry = closed({
   active: Type.Union([ActiveBundle, Type.Null()]),
   /** The agent's durable outbox: records waiting, and telemetry records its bound ever dropped. */
   outbox: Type.Optional(closed({ depth: Type.Integer({ minimum: 0 }), dropped: Type.Integer({ minimum: 0 }) })),
+  /** Only while the active model's manifest carries a drift reference. */
+  drift: Type.Optional(DriftSummary),
 });
 
 export const EVENT_TYPES = ['deployment', 'desired_rejected', 'inference_error', 'maintenance_alert'] as const;
@@ -244,6 +280,8 @@ export type HardwareFactsT = Static<typeof HardwareFacts>;
 export type ReportedT = Static<typeof Reported>;
 export type LatencySummaryT = Static<typeof LatencySummary>;
 export type TelemetryT = Static<typeof Telemetry>;
+export type DriftSummaryT = Static<typeof DriftSummary>;
+export type DriftStatusT = (typeof DRIFT_STATUSES)[number];
 export type DeviceEventT = Static<typeof DeviceEvent>;
 export type MaintenanceAlertT = Static<typeof MaintenanceAlert>;
 export type EventTypeT = (typeof EVENT_TYPES)[number];

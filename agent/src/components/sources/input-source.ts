@@ -62,6 +62,8 @@ export function createInputSource(config: SourceConfig, deps: SourceDeps): Input
           ...(config.fault ? { fault: config.fault } : {}),
           ...(config.severity !== undefined ? { severity: config.severity } : {}),
           ...(config.scenario ? { scenario: config.scenario } : {}),
+          ...(config.scenarioStartAfterMs !== undefined ? { scenarioStartAfterMs: config.scenarioStartAfterMs } : {}),
+          ...(config.simulatedStepMs !== undefined ? { simulatedStepMs: config.simulatedStepMs } : {}),
         },
         clock,
         active,

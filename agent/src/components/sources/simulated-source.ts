@@ -6,8 +6,11 @@
  * is that wide), the input is real: a vibration window of this device's simulated machine at
  * the current time (shared/src/sim — machine type, condition and drift scenario from the
  * config), turned into features by the same code that built the training data. The source
- * counts how often the model's argmax matches the machine's true condition. Any other model
- * gets seeded random float32 inputs matching its input signature (symbolic dimensions → 1).
+ * counts how often the model's argmax matches the machine's true condition. The machine's clock
+ * follows the agent's, or with `simulatedStepMs` advances that much per window (compressed
+ * simulated time: a scenario of hours in a few hundred windows, whatever the machine's load).
+ * Any other model gets seeded random float32 inputs matching its input signature (symbolic
+ * dimensions → 1).
  */
 import type { Logger } from 'pino';
 import type { TensorSpecT } from '@cairn/shared';
@@ -24,6 +27,10 @@ export interface SimulatedMachine {
   fault?: FaultMode;
   severity?: number;
   scenario?: DriftScenarioKind;
+  /** Simulated time after the start at which the scenario begins; default 0. */
+  scenarioStartAfterMs?: number;
+  /** Simulated time per window; default: the agent's clock. */
+  simulatedStepMs?: number;
 }
 
 export interface SimulatedSourceStats {
@@ -51,6 +58,8 @@ export class SimulatedSource {
   private warned = new Set<string>();
   private runs = 0;
   private signal: DeviceSignal | null = null;
+  private startedAt = 0;
+  private windowsDrawn = 0;
   readonly stats: SimulatedSourceStats = { windows: 0, matches: 0, lastTruth: null, lastPredicted: null };
 
   constructor(private readonly options: SimulatedSourceOptions) {
@@ -60,13 +69,14 @@ export class SimulatedSource {
   start(): void {
     const m = this.options.machine ?? {};
     const clock = this.options.clock ?? Date.now;
+    this.startedAt = clock();
     this.signal = createDeviceSignal({
       machine: m.machine ?? 'pump-1800',
       seed: this.options.seed,
-      startMs: clock(),
+      startMs: this.startedAt,
       ...(m.fault ? { fault: m.fault } : {}),
       ...(m.severity !== undefined ? { severity: m.severity } : {}),
-      ...(m.scenario ? { scenario: { kind: m.scenario } } : {}),
+      ...(m.scenario ? { scenario: { kind: m.scenario, ...(m.scenarioStartAfterMs !== undefined ? { startAfterMs: m.scenarioStartAfterMs } : {}) } } : {}),
     });
     this.timer = setInterval(() => void this.tick(), this.options.intervalMs);
   }
@@ -102,7 +112,8 @@ export class SimulatedSource {
   private vibrationFeeds(model: ServedModel): { feeds: Feeds; truth: FaultMode } | null {
     const input = modelInputs(model)[0];
     if (!this.signal || !input || !takesVibrationFeatures(model)) return null;
-    const window = this.signal.windowAt((this.options.clock ?? Date.now)());
+    const step = this.options.machine?.simulatedStepMs;
+    const window = this.signal.windowAt(step === undefined ? (this.options.clock ?? Date.now)() : this.startedAt + step * this.windowsDrawn++);
     const data = extractFeatures(window.samples, { sampleRateHz: this.signal.sampleRateHz, temperatureC: window.temperatureC });
     return { feeds: { [input.name]: { dims: [1, FEATURE_COUNT], data } }, truth: window.truth };
   }

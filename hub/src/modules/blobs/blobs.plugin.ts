@@ -31,8 +31,10 @@ const blobsPlugin: FastifyPluginAsync<ModuleOptions> = async (_fastify, { ctx })
         const length = Math.min(BLOB_CHUNK_BYTES, size - index * BLOB_CHUNK_BYTES);
         const chunk = Buffer.allocUnsafe(length);
         await file.read(chunk, 0, length, index * BLOB_CHUNK_BYTES);
-        await broker.publish(topic, encodeBlobFrame({ digest: req.digest, index, total }, chunk), { qos: 1, retain: false });
+        const frame = encodeBlobFrame({ digest: req.digest, index, total }, chunk);
+        await broker.publish(topic, frame, { qos: 1, retain: false });
         metrics.blobChunksServed.inc();
+        metrics.blobBytesServed.inc(frame.length);
       }
     } finally {
       await file.close();

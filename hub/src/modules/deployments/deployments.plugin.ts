@@ -1,23 +1,23 @@
 /**
- * Deployments module — the minimal direct assignment that staged rollouts will replace: assign a
- * model version to devices (by id or label selector), write one signed desired document per
- * device, publish it retained. Re-publishes every live document at start (the embedded broker
- * keeps retained messages in memory only) and re-signs documents before they expire.
+ * Deployments module — direct assignment (a model version to devices by id or label selector,
+ * carried out as a one-stage rollout by the rollouts engine) and the deployments views, which
+ * also show every rollout's documents. It owns the signed desired documents: re-publishes every
+ * live one at start (the embedded broker keeps retained messages in memory only) and re-signs
+ * documents before they expire.
  */
 import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { schedule } from 'node-cron';
-import { randomBytes } from 'node:crypto';
-import { deviceTopic, matchesSelector, DeploymentPhase, type SignedDesiredT } from '@cairn/shared';
+import { matchesSelector, DeploymentPhase } from '@cairn/shared';
 import type { HubContext, ModuleOptions } from '../../infra/context.js';
 import { Errors } from '../../infra/errors.js';
 import { errorResponses, iso } from '../../infra/api-schemas.js';
 import { parseSelectorParam } from '../devices/devices.plugin.js';
 import { parseModelRef, formatModelRef } from '../registry/model-ref.js';
 import { assertMayDeploy } from '../registry/approval-policy.js';
-import { signDesiredFor } from './desired-signer.js';
-import type { DeploymentRow } from './deployments.repository.js';
+import { bundleOf, signDesiredFor } from './desired-signer.js';
+import type { DeploymentRow, DesiredRow } from './deployments.repository.js';
 
 const DeviceDeploymentState = Type.Union([DeploymentPhase, Type.Literal('pending'), Type.Literal('superseded')]);
 const DeploymentView = Type.Object({
@@ -29,30 +29,6 @@ const DeploymentView = Type.Object({
   devices: Type.Array(Type.Object({ id: Type.String(), seq: Type.Integer(), state: DeviceDeploymentState, reason: Type.Optional(Type.String()) })),
   summary: Type.Record(Type.String(), Type.Integer()),
 });
-
-/**
- * Publishes desired documents one at a time, in the order asked, and always the device's
- * *current* row: however deployments and re-signing interleave, the last document the broker
- * retains for a device is the newest one in the database.
- */
-export class DesiredPublisher {
-  private tail: Promise<void> = Promise.resolve();
-  constructor(private readonly ctx: HubContext) {}
-
-  publish(deviceIds: readonly string[]): Promise<void> {
-    const run = this.tail.then(async () => {
-      for (const deviceId of deviceIds) {
-        const row = this.ctx.deployments.desiredFor(deviceId);
-        if (!row) continue;
-        await this.ctx.broker.publish(deviceTopic(deviceId, 'desired'), Buffer.from(row.document), { qos: 1, retain: true });
-        this.ctx.metrics.desiredPublished.inc();
-        this.ctx.bus.emit('desired.published', { deviceId, seq: row.seq, deploymentId: row.deploymentId });
-      }
-    });
-    this.tail = run.catch(() => undefined);
-    return run;
-  }
-}
 
 function deploymentView(ctx: HubContext, d: DeploymentRow) {
   const devices = d.deviceIds.map((id) => {
@@ -79,7 +55,7 @@ function deploymentView(ctx: HubContext, d: DeploymentRow) {
 const deploymentsPlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { ctx }) => {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
   const { deployments, devices, registry, logger, clock } = ctx;
-  const publisher = new DesiredPublisher(ctx);
+  const publisher = ctx.desired;
 
   app.post(
     '/api/v1/deployments',
@@ -114,25 +90,20 @@ const deploymentsPlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { c
         if (targets.length === 0) throw Errors.noTargets(`selector ${JSON.stringify(selector)}`);
       }
       assertMayDeploy(ctx, model, targets);
-      const id = `dep_${randomBytes(9).toString('base64url')}`;
-      const now = clock();
-      const rows = deployments.transaction(() => {
-        deployments.insertDeployment({ id, modelName: model.name, modelVersion: model.version, digest: model.digest, target: deviceIds ? { deviceIds: targets } : { selector: selector! }, createdAt: now });
-        const signed = targets.map((deviceId) => {
-          const row = signDesiredFor(ctx, deviceId, id, model.bundle);
-          deployments.saveDesired(row, now);
-          deployments.addTarget(id, deviceId, row.seq);
-          return row;
-        });
-        ctx.audit.append(request.actor, {
-          action: 'deployment.create',
-          target: `deployment:${id}`,
-          after: { model: formatModelRef(model), digest: model.digest, devices: targets.length, ...(deviceIds ? { deviceIds: targets.slice(0, 100) } : { selector }) },
-        });
-        return signed;
+      // A direct assignment is a one-stage rollout that tells every target at once and completes
+      // as soon as it did; it is refused like any rollout when a target is in an active one.
+      const rollout = await ctx.rollouts.create(
+        request.actor,
+        { model: modelRef, ...(deviceIds ? { deviceIds: targets } : { selector: selector! }), stages: [{ size: '100%', successThreshold: 0, failureThreshold: 100 }] },
+        'direct',
+      );
+      const id = rollout.id;
+      ctx.audit.append(request.actor, {
+        action: 'deployment.create',
+        target: `deployment:${id}`,
+        after: { model: formatModelRef(model), digest: model.digest, devices: targets.length, ...(deviceIds ? { deviceIds: targets.slice(0, 100) } : { selector }) },
       });
-      await publisher.publish(rows.map((r) => r.deviceId));
-      logger.info({ deployment: id, model: modelRef, devices: rows.length }, 'deployment created');
+      logger.info({ deployment: id, model: modelRef, devices: targets.length }, 'deployment created');
       reply.code(201);
       return deploymentView(ctx, deployments.getDeployment(id)!);
     },
@@ -160,33 +131,45 @@ const deploymentsPlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { c
   );
 
   /**
-   * Re-signs live documents that expire within the configured horizon, with a new seq and the
-   * same bundle. Each device's read-sign-write runs without an await in between, so a
-   * deployment landing meanwhile is never overwritten with the older bundle; one device that
-   * cannot be signed does not stop the others.
+   * Re-signs the live documents `due` selects, with a new seq, the keyring in force and the same
+   * model — its bundle as the registry holds it now (a revocation may have re-signed it), else as
+   * the old document carried it. Each device's read-sign-write runs without an await in between,
+   * so a deployment landing meanwhile is never overwritten with the older bundle; one device that
+   * cannot be signed does not stop the others. Returns the devices to publish.
    */
-  const resignExpiring = async () => {
-    const horizon = clock() + ctx.config.desired.resignWithinHours * 3600_000;
+  const resignLive = (candidates: DesiredRow[], due: (row: DesiredRow) => boolean, why: string): string[] => {
     const resigned: string[] = [];
-    for (const { deviceId } of deployments.expiringBefore(horizon)) {
+    for (const { deviceId } of candidates) {
       try {
         const current = deployments.desiredFor(deviceId);
-        if (!current || current.expiresAt >= horizon) continue;
-        const bundle = (JSON.parse(current.document) as SignedDesiredT).document.bundle;
+        if (!current || !due(current)) continue;
+        const carried = bundleOf(current);
+        const bundle = carried ? (registry.get(carried.manifest.name, carried.manifest.version)?.bundle ?? carried) : null;
         deployments.saveDesired(signDesiredFor(ctx, deviceId, current.deploymentId, bundle), clock());
         resigned.push(deviceId);
       } catch (err) {
         logger.error({ err, deviceId }, 'could not re-sign the desired document of a device');
       }
     }
-    await publisher.publish(resigned);
-    if (resigned.length > 0) logger.info({ count: resigned.length }, 're-signed expiring desired documents');
+    if (resigned.length > 0) logger.info({ count: resigned.length }, `re-signed desired documents: ${why}`);
+    return resigned;
   };
+  const resignExpiring = async () => {
+    const horizon = clock() + ctx.config.desired.resignWithinHours * 3600_000;
+    await publisher.publish(resignLive(deployments.expiringBefore(horizon), (row) => row.expiresAt < horizon, 'they expire soon'));
+  };
+  // A new keyring reaches devices only inside desired documents (DESIGN §3): every live one is
+  // re-signed with it at once, so devices learn of a rotation, revocation or floor right away.
+  const stopListening = ctx.bus.on('keyring.installed', ({ version }) => {
+    const all = deployments.allDesired();
+    publisher.publish(resignLive(all, () => true, `keyring version ${version} installed`)).catch((err: Error) => logger.error({ err }, 'publishing re-signed desired documents failed'));
+  });
 
   const job = schedule('17 * * * *', () => {
     resignExpiring().catch((err) => logger.error({ err }, 're-signing desired documents failed'));
   });
   fastify.addHook('onClose', async () => {
+    stopListening();
     await job.stop();
   });
 

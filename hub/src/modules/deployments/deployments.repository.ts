@@ -85,7 +85,9 @@ export class DeploymentsRepository {
   }
 
   addTarget(deploymentId: string, deviceId: string, seq: number): void {
-    this.db.prepare('INSERT INTO deployment_targets (deployment_id, device_id, seq) VALUES (?, ?, ?)').run(deploymentId, deviceId, seq);
+    this.db
+      .prepare('INSERT INTO deployment_targets (deployment_id, device_id, seq) VALUES (?, ?, ?) ON CONFLICT (deployment_id, device_id) DO UPDATE SET seq = excluded.seq')
+      .run(deploymentId, deviceId, seq);
   }
 
   getDeployment(id: string): DeploymentRow | null {
@@ -100,6 +102,14 @@ export class DeploymentsRepository {
   listDeployments(limit: number): DeploymentRow[] {
     const ids = this.db.prepare('SELECT id FROM deployments ORDER BY created_at DESC, id DESC LIMIT ?').all(limit) as { id: string }[];
     return ids.map((r) => this.getDeployment(r.id)!);
+  }
+
+  /** The model a deployment assigned (`name@version`), without loading its targets. */
+  modelOf(deploymentId: string): { name: string; version: string; digest: string } | null {
+    const row = this.db.prepare('SELECT model_name, model_version, digest FROM deployments WHERE id = ?').get(deploymentId) as
+      | { model_name: string; model_version: string; digest: string }
+      | undefined;
+    return row ? { name: row.model_name, version: row.model_version, digest: row.digest } : null;
   }
 
   desiredFor(deviceId: string): DesiredRow | null {

@@ -6,6 +6,8 @@
  */
 import { verifyDesired, type DesiredDocumentT, type SignedDesiredT, type SignedManifestT } from '@cairn/shared';
 import type { HubContext } from '../../infra/context.js';
+import { Errors } from '../../infra/errors.js';
+import { formatModelRef } from '../registry/model-ref.js';
 import type { DesiredRow } from './deployments.repository.js';
 
 /** The largest reported seq the hub adopts; far below Number.MAX_SAFE_INTEGER. */
@@ -13,6 +15,8 @@ const MAX_ADOPTED_SEQ = 2 ** 48;
 
 export function signDesiredFor(ctx: HubContext, deviceId: string, deploymentId: string, bundle: SignedManifestT | null): DesiredRow {
   const now = ctx.clock();
+  const floor = ctx.keys.securityFloor;
+  if (bundle && bundle.manifest.releaseCounter < floor) throw Errors.belowFloor(formatModelRef(bundle.manifest), bundle.manifest.releaseCounter, floor);
   // The hub's own record is authoritative; what a device reports counts only when the hub has
   // none (its database was lost), and is clamped so a device cannot push seq past the schema.
   const issued = ctx.deployments.desiredFor(deviceId)?.seq;
@@ -33,6 +37,7 @@ export function signDesiredFor(ctx: HubContext, deviceId: string, deploymentId: 
     deviceId,
     rootPublicKey: ctx.keys.rootPublicKey,
     keyringVersion: 0,
+    securityFloor: 0,
     lastSeq: -1,
     lastFingerprint: null,
     agentVersion: '999.0.0',
@@ -46,4 +51,17 @@ export function signDesiredFor(ctx: HubContext, deviceId: string, deploymentId: 
     document: JSON.stringify(signed),
     expiresAt: document.expiresAt,
   };
+}
+
+/** The bundle a live desired document names (null: run no model). */
+export function bundleOf(row: DesiredRow): SignedManifestT | null {
+  return (JSON.parse(row.document) as SignedDesiredT).document.bundle;
+}
+
+/** Devices whose live desired document names a bundle below `floor`: a floor that high would strand them. */
+export function devicesBelowFloor(ctx: HubContext, floor: number): string[] {
+  return ctx.deployments
+    .allDesired()
+    .filter((row) => (bundleOf(row)?.manifest.releaseCounter ?? floor) < floor)
+    .map((row) => row.deviceId);
 }

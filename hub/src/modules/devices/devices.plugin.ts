@@ -23,6 +23,8 @@ export const DeviceView = Type.Object({
   active: Type.Union([ActiveBundle, Type.Null()]),
   deployment: Type.Union([DeploymentStatus, Type.Null()]),
   lastDesiredSeq: Type.Union([Type.Integer(), Type.Null()]),
+  /** The newest keyring the device accepted: a rotation, revocation or floor is in force on it from that version on. */
+  keyringVersion: Type.Union([Type.Integer(), Type.Null()]),
   hardware: Type.Union([HardwareFacts, Type.Null()]),
 });
 
@@ -38,6 +40,7 @@ export function deviceView(d: Device) {
     active: d.reported?.active ?? null,
     deployment: d.reported?.deployment ?? null,
     lastDesiredSeq: d.reported?.lastDesiredSeq ?? null,
+    keyringVersion: d.reported?.keyringVersion ?? null,
     hardware: d.reported?.hardware ?? null,
   };
 }

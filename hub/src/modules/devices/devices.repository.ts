@@ -159,6 +159,11 @@ export class DevicesRepository {
     return result.changes > 0;
   }
 
+  /** Events of one type a device sent with ts >= since (the quality gates count maintenance alerts). */
+  countEvents(id: string, type: DeviceEventT['type'], since: number): number {
+    return (this.db.prepare('SELECT count(*) AS n FROM device_events WHERE device_id = ? AND type = ? AND ts >= ?').get(id, type, since) as { n: number }).n;
+  }
+
   events(id: string, limit: number): DeviceEventT[] {
     return (this.db.prepare('SELECT body FROM device_events WHERE device_id = ? ORDER BY ts DESC, received_at DESC LIMIT ?').all(id, limit) as { body: string }[]).map(
       (r) => JSON.parse(r.body) as DeviceEventT,

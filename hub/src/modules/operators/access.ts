@@ -46,6 +46,10 @@ export const ACCESS_TABLE: Readonly<Record<string, AccessRule>> = {
   'GET /docs/json': rule('viewer', 'hub:read'),
   'GET /metrics': rule('viewer', 'hub:read'),
   'GET /api/v1/keys': rule('viewer', 'hub:read'),
+  // The trust hierarchy of the whole fleet: admins only. With the root offline a change is a
+  // draft until a root holder signs it (the root seed never reaches the hub).
+  'POST /api/v1/keys/changes': rule('admin', 'keys:write'),
+  'PUT /api/v1/keys/keyring': rule('admin', 'keys:write'),
 
   'GET /api/v1/devices': rule('viewer', 'devices:read'),
   'GET /api/v1/devices/:id': rule('viewer', 'devices:read'),
@@ -74,6 +78,18 @@ export const ACCESS_TABLE: Readonly<Record<string, AccessRule>> = {
   'GET /api/v1/deployments': rule('viewer', 'deployments:read'),
   'GET /api/v1/deployments/:id': rule('viewer', 'deployments:read'),
   'POST /api/v1/deployments': rule('operator', 'deployments:write'),
+
+  'GET /api/v1/rollouts': rule('viewer', 'rollouts:read'),
+  'GET /api/v1/rollouts/:id': rule('viewer', 'rollouts:read'),
+  'GET /api/v1/rollouts/:id/devices': rule('viewer', 'rollouts:read'),
+  'POST /api/v1/rollouts': rule('operator', 'rollouts:write'),
+  'POST /api/v1/rollouts/:id/start': rule('operator', 'rollouts:write'),
+  'POST /api/v1/rollouts/:id/pause': rule('operator', 'rollouts:write'),
+  'POST /api/v1/rollouts/:id/resume': rule('operator', 'rollouts:write'),
+  'POST /api/v1/rollouts/:id/abort': rule('operator', 'rollouts:write'),
+  'POST /api/v1/rollouts/:id/rollback': rule('operator', 'rollouts:write'),
+  // Approving the rollout's model is the four-eyes approval of the version itself.
+  'POST /api/v1/rollouts/:id/approve': rule('operator', 'models:approve'),
 
   'GET /api/v1/audit': rule('operator', 'audit:read'),
   'GET /api/v1/audit/head': rule('operator', 'audit:read'),

@@ -5,8 +5,8 @@
  * names the version plus the new targets, so repeated one-device deployments cannot add up to
  * a fleet.
  *
- * Deployments call `assertMayDeploy` before they sign anything; staged rollouts will call the
- * same function for each stage.
+ * Direct deployments call `assertMayDeploy` before they sign anything; a staged rollout asks
+ * `approvalShortfall` before each batch and waits (status `approval_required`) instead of failing.
  */
 import type { HubContext } from '../../infra/context.js';
 import { Errors } from '../../infra/errors.js';
@@ -18,11 +18,21 @@ export function isApproved(ctx: Pick<HubContext, 'registry'>, model: ModelVersio
   return ctx.registry.approvals(model.name, model.version).length > 0;
 }
 
-export function assertMayDeploy(ctx: Pick<HubContext, 'registry' | 'deployments' | 'config'>, model: ModelVersion, targetDeviceIds: readonly string[]): void {
-  if (isApproved(ctx, model)) return;
+/** How far giving `targetDeviceIds` the version would exceed the canary allowance, or null when the policy allows it. */
+export function approvalShortfall(
+  ctx: Pick<HubContext, 'registry' | 'deployments' | 'config'>,
+  model: ModelVersion,
+  targetDeviceIds: readonly string[],
+): { devices: number; canary: number } | null {
+  if (isApproved(ctx, model)) return null;
   const devices = new Set([...ctx.deployments.devicesAssigned(model.name, model.version), ...targetDeviceIds]).size;
   const canary = ctx.config.approval.canaryDevices;
-  if (devices > canary) throw Errors.approvalRequired(formatModelRef(model), devices, canary);
+  return devices > canary ? { devices, canary } : null;
+}
+
+export function assertMayDeploy(ctx: Pick<HubContext, 'registry' | 'deployments' | 'config'>, model: ModelVersion, targetDeviceIds: readonly string[]): void {
+  const shortfall = approvalShortfall(ctx, model, targetDeviceIds);
+  if (shortfall) throw Errors.approvalRequired(formatModelRef(model), shortfall.devices, shortfall.canary);
 }
 
 /** Records `actor`'s approval (idempotent); refuses the one who pushed the version. */

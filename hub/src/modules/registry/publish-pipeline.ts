@@ -13,7 +13,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
-import { buildDriftReference, type SignedManifestT, type TensorSpecT } from '@cairn/shared';
+import { buildDriftReference, parseDriftReference, type SignedManifestT, type TensorSpecT } from '@cairn/shared';
 import { createWorkerRuntime } from '@cairn/agent/components/runtime/worker-runtime.js';
 import type { HubContext } from '../../infra/context.js';
 import { Errors } from '../../infra/errors.js';
@@ -264,22 +264,11 @@ function lastDim(spec: TensorSpecT | undefined): number | undefined {
   return typeof d === 'number' ? d : undefined;
 }
 
-/** An operator-supplied drift reference must describe this model's input. */
-function checkDriftReference(reference: Record<string, unknown>, width: number): void {
-  const features = reference.features;
-  const problems: string[] = [];
-  if (!Array.isArray(features)) problems.push('features must be an array of histograms');
-  else {
-    if (features.length !== width) problems.push(`${features.length} feature histograms for a ${width}-wide input`);
-    features.slice(0, width).forEach((f: { name?: unknown; edges?: unknown; shares?: unknown }, i: number) => {
-      const edges = f.edges;
-      const shares = f.shares;
-      if (typeof f.name !== 'string') problems.push(`features[${i}].name must be a string`);
-      if (!Array.isArray(edges) || !edges.every((e, j) => typeof e === 'number' && Number.isFinite(e) && (j === 0 || e > (edges[j - 1] as number)))) problems.push(`features[${i}].edges must be strictly increasing numbers`);
-      else if (!Array.isArray(shares) || shares.length !== edges.length + 1 || !shares.every((x) => typeof x === 'number' && x >= 0 && x <= 1)) problems.push(`features[${i}].shares must hold edges.length + 1 shares in [0, 1]`);
-    });
-  }
-  if (problems.length > 0) throw Errors.badRequest(`sections.driftReference does not describe this model: ${problems.slice(0, 5).join('; ')}`);
+/** An operator-supplied drift reference must be one the agents can use (`parseDriftReference`) and describe this model's input. */
+function checkDriftReference(section: Record<string, unknown>, width: number): void {
+  const parsed = parseDriftReference(section);
+  const problem = !parsed.ok ? parsed.problem : parsed.reference.features.length !== width ? `${parsed.reference.features.length} feature histograms for a ${width}-wide input` : null;
+  if (problem) throw Errors.badRequest(`sections.driftReference does not describe this model: ${problem}`);
 }
 
 const round = (x: number, digits: number) => Math.round(x * 10 ** digits) / 10 ** digits;

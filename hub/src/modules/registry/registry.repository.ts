@@ -101,6 +101,11 @@ export class RegistryRepository {
     return result.changes > 0;
   }
 
+  /** Replaces the signatures of a version's manifest (the manifest itself is immutable). */
+  replaceSignatures(name: string, version: string, signatures: SignatureT[]): void {
+    this.db.prepare('UPDATE models SET signatures = ? WHERE name = ? AND version = ?').run(JSON.stringify(signatures), name, version);
+  }
+
   approvals(name: string, version: string): Approval[] {
     return (this.db.prepare('SELECT approved_by, approved_at FROM model_approvals WHERE name = ? AND version = ? ORDER BY approved_at').all(name, version) as { approved_by: string; approved_at: number }[]).map((r) => ({
       by: r.approved_by,
