@@ -35,6 +35,7 @@ import { AgentMetrics } from './components/agent-metrics.js';
 import { DEFAULT_DRIFT_CONFIG, DriftMonitor } from './components/drift-monitor.js';
 import { DEFAULT_BASELINE_SAMPLES, DriftBaseline } from './components/drift-baseline.js';
 import { enrollOnce, loadCredentials, type Credentials } from './components/device-identity.js';
+import { loadClientTls, type ClientTls } from './adapters/https-client.js';
 import { backoffDelay } from './components/connection.js';
 import { LocalApi } from './components/local-api.js';
 import { CommandHandler } from './components/commands.js';
@@ -155,6 +156,8 @@ class CairnAgent implements Agent {
   private readonly api: LocalApi | null;
   /** Only with the local API (which serves them): a simulated fleet keeps none. */
   private readonly metrics: AgentMetrics | null;
+  /** `tls.*` of the config, read once: MQTT over TLS and HTTPS enrollment trust the same CA. */
+  private readonly tls: ClientTls | undefined;
 
   constructor(
     private readonly config: AgentConfig,
@@ -168,6 +171,7 @@ class CairnAgent implements Agent {
     const tuning = deps.tuning ?? {};
     const log = (component: string): Logger => this.logger.child({ component });
 
+    this.tls = loadClientTls(config.tls);
     this.drops = new DropCounter(log('inbox'));
     this.state = new StateStore({ stateDir: config.stateDir, logger: log('state'), clock: this.clock });
     this.blobs = new BlobStore(config.stateDir);
@@ -182,6 +186,7 @@ class CairnAgent implements Agent {
       ...(tuning.reconnect ? { backoff: tuning.reconnect } : {}),
       ...(tuning.keepaliveSec ? { keepaliveSec: tuning.keepaliveSec } : {}),
       password: () => this.credentials?.password,
+      ...(this.tls ? { tls: this.tls } : {}),
     });
     this.outbox = new Outbox({ stateDir: config.stateDir, connection: this.connection, telemetrySeqCeiling: () => this.state.state.telemetrySeqCeiling, clock: this.clock, logger: log('outbox'), ...(tuning.outboxMaxRecords ? { maxRecords: tuning.outboxMaxRecords } : {}) });
     this.events = new EventPublisher(this.outbox, this.clock, log('events'));
@@ -321,6 +326,7 @@ class CairnAgent implements Agent {
           stateDir: this.config.stateDir,
           rootPublicKey: this.config.rootPublicKey,
           ...(enrollment.token !== undefined ? { token: enrollment.token } : {}),
+          ...(this.tls ? { tls: this.tls } : {}),
           clock: this.clock,
         });
         if (signal.aborted) return;

@@ -142,6 +142,19 @@ export const AgentConfigSchema = Type.Object(
     rules: RulesSchema,
     drift: DriftConfigSchema,
     enrollment: Type.Optional(EnrollmentSchema),
+    /** TLS towards the hub (`mqtts://` and an `https://` enrollment hubUrl): PEM file paths. */
+    tls: Type.Optional(
+      Type.Object(
+        {
+          /** CA the hub's and the broker's certificates must chain to (a private CA); the system's CAs when absent. */
+          ca: Type.Optional(Type.String({ minLength: 1 })),
+          /** A client certificate and its key, for a broker that requires mutual TLS. */
+          cert: Type.Optional(Type.String({ minLength: 1 })),
+          key: Type.Optional(Type.String({ minLength: 1 })),
+        },
+        closed,
+      ),
+    ),
   },
   closed,
 );

@@ -12,9 +12,13 @@ import { pino, type Logger } from 'pino';
 import { canonicalJsonProblem, MAX_JSON_DEPTH } from '@cairn/shared';
 import { join } from 'node:path';
 import { mkdirSync } from 'node:fs';
-import type { HubConfig } from './infra/config.js';
+import { tlsEnabled, type HubConfig } from './infra/config.js';
+import { loadHubTls, mqttServerTls } from './infra/tls.js';
 import { openDatabase } from './infra/db.js';
-import { createEmbeddedBroker, type EmbeddedBroker } from './infra/broker.js';
+import { createEmbeddedBroker, type BrokerPort, type EmbeddedBroker } from './infra/broker.js';
+import { createExternalBroker, type ExternalBroker } from './infra/external-broker.js';
+import { loadOrCreateBrokerAccount } from './infra/broker-account.js';
+import type { AclObserver } from './infra/broker-acl.js';
 import { EventBus } from './infra/bus.js';
 import { HubKeys } from './infra/keys.js';
 import { createMetrics } from './infra/metrics.js';
@@ -49,7 +53,8 @@ import keysPlugin from './modules/keys/keys.plugin.js';
 export interface Hub {
   app: FastifyInstance;
   ctx: HubContext;
-  broker: EmbeddedBroker;
+  /** The embedded aedes broker, or the client of an external one (`mqtt.broker`). */
+  broker: EmbeddedBroker | ExternalBroker;
   /** The bootstrap admin's credentials on disk (0600); the paths are safe to show, the contents never. */
   adminToken: { tokenFile: string };
   adminPasswordFile: string;
@@ -73,7 +78,7 @@ export async function buildHub(config: HubConfig, options: BuildHubOptions = {})
   const operators = new OperatorsService({ repo: new OperatorsRepository(db), audit, config, clock, logger: logger.child({ component: 'operators' }), metrics });
   const bootstrap = await operators.bootstrap(config.dataDir);
   const devices = new DevicesRepository(db);
-  let brokerPort: EmbeddedBroker['port'] | null = null;
+  let brokerPort: BrokerPort | null = null;
   const enrollment = new EnrollmentService({
     repo: new EnrollmentRepository(db),
     devices,
@@ -83,17 +88,30 @@ export async function buildHub(config: HubConfig, options: BuildHubOptions = {})
     mqttUrl: () => mqttPublicUrl(config),
     rootPublicKey: Buffer.from(keys.rootPublicKey).toString('base64'),
   });
-  const broker = await createEmbeddedBroker({
-    logger: logger.child({ component: 'broker' }),
-    observer: {
-      denied(action, reason, clientId, topic) {
-        metrics.deniedMqtt.inc({ action, reason });
-        logger.warn({ action, reason, clientId, topic }, 'mqtt access denied');
-      },
+  const observer: AclObserver = {
+    denied(action, reason, clientId, topic) {
+      metrics.deniedMqtt.inc({ action, reason });
+      logger.warn({ action, reason, clientId, topic }, 'mqtt access denied');
     },
-    authenticator: (deviceId, password) => enrollment.authenticate(deviceId, password),
-    rate: config.mqtt.rateLimit,
-  });
+  };
+  const brokerLogger = logger.child({ component: 'broker' });
+  const tls = loadHubTls(config);
+  const broker = config.mqtt.broker
+    ? createExternalBroker({
+        url: config.mqtt.broker,
+        account: loadOrCreateBrokerAccount(config.dataDir),
+        logger: brokerLogger,
+        observer,
+        deviceActive: (deviceId) => enrollment.isActive(deviceId),
+        ...(tls.ca ? { tls: { ca: tls.ca } } : {}),
+      })
+    : await createEmbeddedBroker({
+        logger: brokerLogger,
+        observer,
+        authenticator: (deviceId, password) => enrollment.authenticate(deviceId, password),
+        rate: config.mqtt.rateLimit,
+        ...(tls.server ? { tls: mqttServerTls({ ...tls, server: tls.server }) } : {}),
+      });
   brokerPort = broker.port;
   // The publisher and the rollout engine take the context they are part of.
   const ctx = {
@@ -118,6 +136,8 @@ export async function buildHub(config: HubConfig, options: BuildHubOptions = {})
   ctx.rollouts = new RolloutEngine(ctx, new RolloutsRepository(db));
 
   const app = Fastify({
+    // HTTPS asks no client certificate: operators' browsers have none (requireClientCert is MQTT's).
+    ...(tls.server ? { https: tls.server } : {}),
     loggerInstance: logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }), // request lines are noise at fleet scale; errors are still logged
     bodyLimit: BODY_LIMIT,
@@ -163,7 +183,8 @@ export async function buildHub(config: HubConfig, options: BuildHubOptions = {})
   }));
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/metrics', async (_request, reply) => {
-    metrics.connectedClients.set(broker.port.connectedClients());
+    const connected = broker.port.connectedClients();
+    if (connected !== null) metrics.connectedClients.set(connected);
     reply.type(metrics.registry.contentType);
     return metrics.registry.metrics();
   });
@@ -222,7 +243,7 @@ const BODY_LIMIT = 1024 * 1024;
 
 /** The broker URL devices are told to use. */
 function mqttPublicUrl(config: HubConfig): string {
-  return config.mqtt.publicUrl ?? `mqtt://${config.mqtt.host}:${config.mqtt.port}`;
+  return config.mqtt.publicUrl ?? config.mqtt.broker ?? `${tlsEnabled(config) ? 'mqtts' : 'mqtt'}://${config.mqtt.host}:${config.mqtt.port}`;
 }
 
 /** Never in a log line, whatever logs a request or a body: credentials and passwords. */

@@ -4,7 +4,7 @@
  */
 import type { AddressInfo } from 'node:net';
 import { buildHub, type BuildHubOptions, type Hub } from './app.js';
-import type { HubConfig } from './infra/config.js';
+import { tlsEnabled, type HubConfig } from './infra/config.js';
 
 export interface RunningHub extends Hub {
   httpUrl: string;
@@ -14,16 +14,25 @@ export interface RunningHub extends Hub {
 
 export async function startHub(config: HubConfig, options: BuildHubOptions = {}): Promise<RunningHub> {
   const hub = await buildHub(config, options);
+  const tls = tlsEnabled(config);
   try {
-    const mqtt: AddressInfo = await hub.broker.listen(config.mqtt.port, config.mqtt.host);
-    // Agents learn the broker address from GET /api/v1/trust; with port 0 it is only known now.
-    if (config.mqtt.port === 0 && !config.mqtt.publicUrl) config.mqtt.port = mqtt.port;
+    let mqttUrl: string;
+    if (hub.broker.kind === 'embedded') {
+      const mqtt: AddressInfo = await hub.broker.listen(config.mqtt.port, config.mqtt.host);
+      // Agents learn the broker address from GET /api/v1/trust; with port 0 it is only known now.
+      if (config.mqtt.port === 0 && !config.mqtt.publicUrl) config.mqtt.port = mqtt.port;
+      mqttUrl = `${tls ? 'mqtts' : 'mqtt'}://${formatHost(mqtt.address)}:${mqtt.port}`;
+    } else {
+      // Before listen(): the modules' start-up publishes (retained desired documents) go to a connected broker.
+      await hub.broker.start();
+      mqttUrl = hub.broker.url;
+    }
     await hub.app.listen({ port: config.http.port, host: config.http.host });
     const http = hub.app.server.address() as AddressInfo;
-    const httpUrl = `http://${formatHost(http.address)}:${http.port}`;
-    const mqttUrl = `mqtt://${formatHost(mqtt.address)}:${mqtt.port}`;
-    for (const [host, what] of [[config.http.host, 'HTTP'], [config.mqtt.host, 'MQTT']] as const) {
-      if (!isLoopback(host)) hub.ctx.logger.warn({ host }, `${what} listens beyond loopback without TLS; TLS support arrives with the security capability`);
+    const httpUrl = `${tls ? 'https' : 'http'}://${formatHost(http.address)}:${http.port}`;
+    const listeners = hub.broker.kind === 'embedded' ? ([[config.http.host, 'HTTP'], [config.mqtt.host, 'MQTT']] as const) : ([[config.http.host, 'HTTP']] as const);
+    for (const [host, what] of listeners) {
+      if (!tls && !isLoopback(host)) hub.ctx.logger.warn({ host }, `${what} listens beyond loopback without TLS: credentials and traffic can be read on the network; set tls.cert and tls.key`);
     }
     hub.ctx.logger.info({ http: httpUrl, mqtt: mqttUrl, dataDir: config.dataDir, adminTokenFile: hub.adminToken.tokenFile, adminPasswordFile: hub.adminPasswordFile }, 'hub listening');
     return { ...hub, httpUrl, mqttUrl, close: () => hub.app.close() };

@@ -6,12 +6,13 @@
  * back. `infer` asks the local API once with the demo model's input.
  */
 import type { TestContext } from 'node:test';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { createAgent, parseConfig, type Agent } from '@cairn/agent';
 import { DEMO_FEATURES } from '@cairn/hub/training/demo-model.js';
+import { CREDENTIALS_FILE, enrollOnce } from '@cairn/agent/components/device-identity.js';
 import type { TestHub } from './hub.js';
 
 export interface PinnedAgentOptions {
@@ -26,6 +27,12 @@ export interface PinnedAgentOptions {
 export async function startPinnedAgent(t: TestContext, hub: TestHub, deviceId: string, options: PinnedAgentOptions = {}): Promise<Agent> {
   const dir = options.stateDir ?? mkdtempSync(join(tmpdir(), 'cairn-agent-'));
   const trust = (await (await fetch(`${hub.httpUrl}/api/v1/trust`)).json()) as { rootPublicKey: string; mqttUrl: string };
+  // An external broker admits a device only once its files are regenerated: enroll, admit, then start.
+  if (hub.mosquitto && !existsSync(join(dir, CREDENTIALS_FILE))) {
+    const enrolled = await enrollOnce({ hubUrl: hub.httpUrl, deviceId, stateDir: dir, rootPublicKey: trust.rootPublicKey, token: hub.enrollment.token });
+    if (enrolled.status !== 'active') throw new Error(`${deviceId} did not enroll: ${enrolled.status}`);
+    await hub.admit();
+  }
   const agent = createAgent(
     parseConfig({
       deviceId,

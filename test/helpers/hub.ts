@@ -16,6 +16,7 @@ import type { Logger } from 'pino';
 import mqtt, { type MqttClient } from 'mqtt';
 import { signEnrollClaim, deviceTopic } from '@cairn/shared';
 import { loadHubConfig, startHub, type HubConfigInput, type RunningHub } from '@cairn/hub';
+import { mosquittoFor, type TestMosquitto } from './mosquitto.js';
 
 export interface ApiAnswer<T = any> {
   status: number;
@@ -46,17 +47,28 @@ export interface TestHub extends RunningHub {
   approve(ref: string): Promise<void>;
   /** The `enrollment` section of an agent config that lets any device id in. */
   enrollment: { hubUrl: string; token: string };
-  /** Enrolls `deviceId` with a new device key (once per id); the credentials for a raw MQTT client. */
+  /** Enrolls `deviceId` with a new device key (once per id) and admits it; the credentials for a raw MQTT client. */
   enroll(deviceId: string): Promise<{ username: string; password: string }>;
+  /** Makes the broker follow enrollments and revocations: a Mosquitto regenerates its files and reloads; the embedded broker asks the hub at every CONNECT already. */
+  admit(): Promise<void>;
+  /** The external broker, when the hub runs against one (`broker: 'mosquitto'`). */
+  mosquitto: TestMosquitto | null;
 }
 
-export async function startTestHub(t: TestContext, overrides: HubConfigInput & { keepDataDir?: string; logger?: Logger; clock?: () => number } = {}): Promise<TestHub> {
-  const { keepDataDir, logger, clock, ...config } = overrides;
+export type TestBroker = 'embedded' | 'mosquitto';
+
+/**
+ * `broker: 'mosquitto'` runs the hub against a real Mosquitto for its data directory
+ * (helpers/mosquitto.ts; the same one again when a test restarts the hub on that directory).
+ */
+export async function startTestHub(t: TestContext, overrides: HubConfigInput & { keepDataDir?: string; logger?: Logger; clock?: () => number; broker?: TestBroker } = {}): Promise<TestHub> {
+  const { keepDataDir, logger, clock, broker = 'embedded', ...config } = overrides;
   const dataDir = keepDataDir ?? mkdtempSync(join(tmpdir(), 'cairn-hub-'));
+  const mosquitto = broker === 'mosquitto' ? await mosquittoFor(t, dataDir) : null;
   const hub = await startHub(
     loadHubConfig({
       env: {},
-      overrides: { logLevel: 'silent', ...config, dataDir, http: { port: 0, ...config.http }, mqtt: { port: 0, ...config.mqtt } },
+      overrides: { logLevel: 'silent', ...config, dataDir, http: { port: 0, ...config.http }, mqtt: { port: 0, ...config.mqtt, ...(mosquitto ? { broker: mosquitto.url } : {}) } },
     }),
     { ...(logger ? { logger } : {}), ...(clock ? { clock } : {}) },
   );
@@ -135,8 +147,11 @@ export async function startTestHub(t: TestContext, overrides: HubConfigInput & {
       if (answer.status !== 201 || !answer.body.mqtt) throw new Error(`enrolling ${deviceId}: ${answer.status} ${answer.body.message ?? ''}`);
       const credentials = { username: answer.body.mqtt.username, password: answer.body.mqtt.password };
       enrolled.set(deviceId, credentials);
+      await testHub.admit();
       return credentials;
     },
+    admit: async () => mosquitto?.admit(),
+    mosquitto,
   };
   // A hub whose admin token a test revoked cannot make one; its devices then cannot enroll (enroll() says so).
   const created = await request<{ token: string }>('POST', '/api/v1/enrollment-tokens', { token, body: { expiresInHours: 24 } });

@@ -19,6 +19,7 @@ export function duplexPair(): [Duplex, Duplex] {
 /** An mqtt.js client (MQTT 3.1.1, no reconnects) on a fresh in-memory stream into the hub's broker; not yet connected. */
 export function inMemoryClient(hub: TestHub, options: IClientOptions): MqttClient {
   const [clientSide, serverSide] = duplexPair();
+  if (hub.broker.kind !== 'embedded') throw new Error('in-memory streams reach only the embedded broker');
   hub.broker.accept(serverSide);
   return new MqttClient(() => clientSide, { protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5000, ...options });
 }

@@ -1,14 +1,22 @@
 /**
- * Broker access control, one named test per denial, each run twice against a real hub:
+ * Broker access control, one named test per denial, each run three times: twice against a hub
+ * with its embedded broker:
  *
  * - over an in-memory stream: an mqtt.js client wired to the embedded broker through a duplex
  *   pair (no socket, so the result cannot depend on the network);
  * - with Debian's `mosquitto_pub` / `mosquitto_sub` on the hub's real MQTT port: clients that
  *   share no code with Cairn.
  *
+ * and once against a hub that joins a real Mosquitto configured by `cairn broker config
+ * --mosquitto` (helpers/mosquitto.ts), again with `mosquitto_pub` / `mosquitto_sub`.
+ *
  * The oracle is the hub's own count of denials by action and reason
  * (`cairn_hub_mqtt_denied_total`), plus the CONNACK code for refused connections and, for
- * publishes, that nothing reached the hub's store.
+ * publishes, that nothing reached the hub's store. Mosquitto's denials are not the hub's to
+ * count: there the oracle is the CONNACK (Mosquitto answers 5, not authorised, to every refused
+ * login), Mosquitto's own log of each refused publish, and, for subscriptions, that a message the
+ * client may not read never reaches it (Mosquitto 2.0 grants every SUBACK and enforces read
+ * access on delivery). Cases Mosquitto cannot or need not refuse say why.
  */
 import { describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
@@ -30,6 +38,8 @@ interface Attempt {
 interface Outcome {
   connack: number;
   subscribed?: boolean;
+  /** What a mosquitto client printed (received payloads among it). */
+  output?: string;
 }
 
 interface Transport {
@@ -90,7 +100,7 @@ const mosquitto: Transport = {
     const refused = /Connection Refused: (.+?)\.?$/m.exec(output.text)?.[1];
     const connack = refused === undefined ? 0 : ({ 'identifier rejected': 2, 'bad user name or password': 4, 'not authorised': 5 } as Record<string, number>)[refused] ?? -1;
     const subscribed = action && 'subscribe' in action && connack === 0 ? !/denied/i.test(output.text) : undefined;
-    return { connack, ...(subscribed !== undefined ? { subscribed } : {}) };
+    return { connack, ...(subscribed !== undefined ? { subscribed } : {}), output: output.text };
   },
 };
 
@@ -132,6 +142,8 @@ interface Case {
   reason: string;
   /** The CONNACK code a refused connection gets. */
   connack?: number;
+  /** Against a Mosquitto-backed hub: for subscriptions, a topic whose retained message must not reach the client; or why the case does not apply. */
+  mosquitto: { forbidden?: string } | { notApplicable: string };
   run(hub: TestHub, transport: Transport): Promise<Outcome>;
 }
 
@@ -143,6 +155,7 @@ const enrolled = async (hub: TestHub, id: string): Promise<Attempt> => {
 const cases: Case[] = [
   {
     name: 'an anonymous client (no username, no password) is refused at CONNECT',
+    mosquitto: {},
     action: 'connect',
     reason: 'anonymous',
     connack: 4,
@@ -150,6 +163,7 @@ const cases: Case[] = [
   },
   {
     name: 'a wrong password is refused at CONNECT',
+    mosquitto: {},
     action: 'connect',
     reason: 'bad_credentials',
     connack: 4,
@@ -157,6 +171,7 @@ const cases: Case[] = [
   },
   {
     name: 'a device that never enrolled is refused at CONNECT',
+    mosquitto: {},
     action: 'connect',
     reason: 'not_enrolled',
     connack: 5,
@@ -164,6 +179,7 @@ const cases: Case[] = [
   },
   {
     name: 'a pending device (not yet accepted by an operator) is refused at CONNECT',
+    mosquitto: {},
     action: 'connect',
     reason: 'not_enrolled',
     connack: 5,
@@ -176,6 +192,7 @@ const cases: Case[] = [
   },
   {
     name: 'a revoked device is refused at CONNECT with its once-valid password',
+    mosquitto: {},
     action: 'connect',
     reason: 'revoked',
     connack: 5,
@@ -183,11 +200,13 @@ const cases: Case[] = [
       const who = await enrolled(hub, 'dev-rev');
       assert.equal((await tr.run(hub, who, null)).connack, 0, 'accepted before the revocation');
       assert.equal((await hub.api('POST', '/api/v1/devices/dev-rev/revoke')).status, 200);
+      await hub.admit(); // an external broker learns it when its files are regenerated and reloaded
       return tr.run(hub, who, null);
     },
   },
   {
     name: 'a username other than the client id is refused at CONNECT',
+    mosquitto: { notApplicable: 'use_username_as_clientid: Mosquitto replaces the client id by the username, so the client acts as its own account and cannot take over another session' },
     action: 'connect',
     reason: 'username_mismatch',
     connack: 4,
@@ -195,6 +214,7 @@ const cases: Case[] = [
   },
   {
     name: 'a client id that is not a device id is refused at CONNECT',
+    mosquitto: {},
     action: 'connect',
     reason: 'bad_client_id',
     connack: 2,
@@ -202,6 +222,7 @@ const cases: Case[] = [
   },
   {
     name: "publishing to another device's topic is refused and stores nothing",
+    mosquitto: {},
     action: 'publish',
     reason: 'foreign_topic',
     run: async (hub, tr) => {
@@ -213,54 +234,63 @@ const cases: Case[] = [
   },
   {
     name: 'publishing a desired document to itself (forging the hub) is refused',
+    mosquitto: {},
     action: 'publish',
     reason: 'wrong_direction',
     run: async (hub, tr) => tr.run(hub, await enrolled(hub, 'dev-d'), { topic: deviceTopic('dev-d', 'desired'), payloads: [Buffer.from('{}')] }),
   },
   {
     name: 'publishing to $SYS is refused',
+    mosquitto: {},
     action: 'publish',
     reason: 'sys_topic',
     run: async (hub, tr) => tr.run(hub, await enrolled(hub, 'dev-s'), { topic: '$SYS/broker/uptime', payloads: [Buffer.from('1')] }),
   },
   {
     name: 'publishing outside the cairn/v1 tree is refused',
+    mosquitto: {},
     action: 'publish',
     reason: 'unknown_topic',
     run: async (hub, tr) => tr.run(hub, await enrolled(hub, 'dev-o'), { topic: 'plant/line-a/anything', payloads: [Buffer.from('1')] }),
   },
   {
     name: 'a payload above the protocol limit is refused',
+    mosquitto: {},
     action: 'publish',
     reason: 'too_large',
     run: async (hub, tr) => tr.run(hub, await enrolled(hub, 'dev-l'), { topic: deviceTopic('dev-l', 'events'), payloads: [Buffer.alloc(MAX_JSON_PAYLOAD_BYTES + 1, 0x61)] }),
   },
   {
     name: 'a publish flood beyond the per-client rate is refused',
+    mosquitto: { notApplicable: 'Mosquitto has no per-client message rate limit; mqtt.rateLimit applies to the embedded broker only' },
     action: 'publish',
     reason: 'rate_limited',
     run: async (hub, tr) => tr.run(hub, await enrolled(hub, 'dev-flood'), { topic: deviceTopic('dev-flood', 'telemetry'), payloads: Array.from({ length: 40 }, (_, i) => telemetry(i + 1)) }),
   },
   {
     name: "subscribing to another device's desired documents is refused",
+    mosquitto: { forbidden: deviceTopic('victim-2', 'desired') },
     action: 'subscribe',
     reason: 'foreign_topic',
     run: async (hub, tr) => tr.run(hub, await enrolled(hub, 'dev-sf'), { subscribe: deviceTopic('victim-2', 'desired') }),
   },
   {
     name: 'a wildcard subscription is refused',
+    mosquitto: { forbidden: deviceTopic('victim-w', 'desired') },
     action: 'subscribe',
     reason: 'wildcard',
     run: async (hub, tr) => tr.run(hub, await enrolled(hub, 'dev-w'), { subscribe: 'cairn/v1/dev/+/desired' }),
   },
   {
     name: 'a $share subscription is refused',
+    mosquitto: { notApplicable: 'Mosquitto implements $share (aedes does not, hence its refusal) and checks the ACL on the topic after the group: a device can share only its own topics' },
     action: 'subscribe',
     reason: 'shared_subscription',
     run: async (hub, tr) => tr.run(hub, await enrolled(hub, 'dev-sh'), { subscribe: '$share/g/cairn/v1/dev/dev-sh/desired' }),
   },
   {
     name: "subscribing to its own agent→hub topic (reading what it sends) is refused",
+    mosquitto: { forbidden: deviceTopic('dev-sw', 'telemetry') },
     action: 'subscribe',
     reason: 'wrong_direction',
     run: async (hub, tr) => tr.run(hub, await enrolled(hub, 'dev-sw'), { subscribe: deviceTopic('dev-sw', 'telemetry') }),
@@ -286,6 +316,40 @@ for (const transport of [inMemory, mosquitto]) {
     }
   });
 }
+
+/** Mosquitto's log lines for refused publishes (`-v`): ACL denials and payloads above message_size_limit. */
+const refusedPublishes = (log: string) => log.split('\n').filter((l) => / (Denied|Dropped too large) PUBLISH from /.test(l)).length;
+const FORBIDDEN = 'must-not-be-delivered';
+
+describe('broker denials against a Mosquitto-backed hub (mosquitto clients)', () => {
+  for (const [index, c] of cases.entries()) {
+    const expected = c.mosquitto;
+    if ('notApplicable' in expected) {
+      test(`does not apply: ${c.name}`, { skip: expected.notApplicable }, () => undefined);
+      continue;
+    }
+    test(`deny: ${c.name}`, async (t) => {
+      const hub = await startTestHub(t, { broker: 'mosquitto' });
+      const log = hub.mosquitto!.log;
+      if (expected.forbidden) {
+        await hub.ctx.broker.publish(expected.forbidden, Buffer.from(FORBIDDEN), { qos: 1, retain: true });
+        // The control: the message the client must not get is retained in the broker.
+        await waitFor('the forbidden message is at the broker', () => log().split('\n').some((l) => l.includes('Received PUBLISH from _cairn-hub-out (d0, q1, r1, ') && l.includes(`'${expected.forbidden}'`)));
+      }
+      const outcome = await c.run(hub, mosquitto);
+      if (c.action === 'connect') assert.equal(outcome.connack, 5, 'Mosquitto refuses the login');
+      else assert.equal(outcome.connack, 0, 'the device itself may connect');
+      // Each test has its own broker: any refused publish in its log is this case's.
+      if (c.action === 'publish') await waitFor('Mosquitto logged the refused publish', () => refusedPublishes(log()) > 0);
+      if (c.action === 'subscribe') assert.ok(!outcome.output!.includes(FORBIDDEN), 'nothing it may not read reached it');
+      // The hub keeps serving through the broker: a legitimate device's message is stored.
+      const okId = `ok-${index}`;
+      const ok = await mosquitto.run(hub, await enrolled(hub, okId), { topic: deviceTopic(okId, 'telemetry'), payloads: [telemetry(1)] });
+      assert.equal(ok.connack, 0);
+      await waitFor(`${okId}'s telemetry stored`, () => hub.ctx.telemetry.range(okId, 0, Date.now() + 1, 10).length === 1);
+    });
+  }
+});
 
 test('revoking a device closes its live session at once (real socket) and refuses its reconnects', async (t) => {
   const hub = await hubFor(t);

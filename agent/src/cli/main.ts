@@ -18,6 +18,7 @@ import { loadConfig } from '../config.js';
 import { createAgent } from '../agent.js';
 import { simulateFleet } from '../sim/fleet.js';
 import { enrollOnce } from '../components/device-identity.js';
+import { loadClientTls } from '../adapters/https-client.js';
 
 const DEFAULT_CONFIG = 'agent.yaml';
 
@@ -87,7 +88,8 @@ program
     if (!hubUrl) throw new InvalidArgumentError('give --hub URL or set enrollment.hubUrl in the config');
     const token = opts.token ?? config.enrollment?.token;
     for (;;) {
-      const outcome = await enrollOnce({ hubUrl, deviceId: config.deviceId, stateDir: config.stateDir, rootPublicKey: config.rootPublicKey, ...(token !== undefined ? { token } : {}) });
+      const tls = loadClientTls(config.tls);
+      const outcome = await enrollOnce({ hubUrl, deviceId: config.deviceId, stateDir: config.stateDir, rootPublicKey: config.rootPublicKey, ...(token !== undefined ? { token } : {}), ...(tls ? { tls } : {}) });
       if (outcome.status === 'active') {
         process.stdout.write(`enrolled ${config.deviceId}: credentials stored in ${config.stateDir}; broker ${outcome.credentials.mqttUrl}\n`);
         return;

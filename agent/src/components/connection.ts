@@ -22,6 +22,7 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import { deviceTopic, encodePayload, parseDeviceTopic, type HubToAgentKind, type PayloadOf, type AgentToHubKind, type JsonTopicKind } from '@cairn/shared';
 import type { StateStore } from './state-store.js';
+import type { ClientTls } from '../adapters/https-client.js';
 import type { DropCounter } from './drop-counter.js';
 
 /** JSON kinds the agent publishes; each has a fixed QoS and retain flag (DESIGN §2 table). */
@@ -63,6 +64,8 @@ export interface ConnectionOptions {
   keepaliveSec?: number;
   /** The MQTT password issued at enrollment, read when the connection starts; none: connect without (the hub refuses). */
   password?: () => string | undefined;
+  /** For `mqtts://`: the CA to trust and an optional client certificate. */
+  tls?: ClientTls;
 }
 
 export type ConnectionEvents = {
@@ -120,6 +123,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       // QoS 0 is not used; never let it queue without bound while offline.
       queueQoSZero: false,
       will: { topic: deviceTopic(deviceId, 'presence'), payload: Buffer.alloc(0), qos: 1, retain: true },
+      ...this.options.tls,
     };
     const client = mqtt.connect(mqttUrl, clientOptions);
     this.client = client;

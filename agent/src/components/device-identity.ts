@@ -11,6 +11,7 @@
  * device pins: a different one means another hub (or someone in the middle), and nothing is
  * stored.
  */
+import { postJson, type ClientTls, type JsonAnswer } from '../adapters/https-client.js';
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -79,6 +80,8 @@ export interface EnrollOptions {
   rootPublicKey: string;
   token?: string;
   clock?: () => number;
+  /** The CA (and client certificate) for a hub served over HTTPS with a private CA. */
+  tls?: ClientTls;
 }
 
 export type EnrollOutcome = { status: 'active'; credentials: Credentials } | { status: 'pending'; retryAfterSec: number };
@@ -88,30 +91,24 @@ export async function enrollOnce(options: EnrollOptions): Promise<EnrollOutcome>
   const seed = await loadOrCreateDeviceKey(options.stateDir);
   const now = (options.clock ?? Date.now)();
   const url = new URL('/api/v1/enroll', options.hubUrl).toString();
-  let response: Response;
+  let answer: JsonAnswer;
   try {
-    response = await fetch(url, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(signEnrollClaim(options.deviceId, seed, now, options.token)),
-      signal: AbortSignal.timeout(30_000),
-    });
+    answer = await postJson(url, signEnrollClaim(options.deviceId, seed, now, options.token), { timeoutMs: 30_000, ...(options.tls ? { tls: options.tls } : {}) });
   } catch (err) {
-    const cause = (err as Error & { cause?: { code?: string } }).cause;
-    throw new AgentError('CAIRN_AGENT_HUB_UNREACHABLE', `cannot reach the hub at ${url}: ${cause?.code ?? (err as Error).message}`);
+    throw new AgentError('CAIRN_AGENT_HUB_UNREACHABLE', `cannot reach the hub at ${url}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
-  const body: unknown = await response.json().catch(() => undefined);
-  if (response.status !== 201 && response.status !== 202) {
+  const body = answer.body;
+  if (answer.status !== 201 && answer.status !== 202) {
     const error = body as { code?: string; message?: string } | undefined;
-    throw new AgentError(error?.code ?? 'CAIRN_AGENT_ENROLL', `enrollment refused (${response.status}): ${error?.message ?? 'no reason given'}`);
+    throw new AgentError(error?.code ?? 'CAIRN_AGENT_ENROLL', `enrollment refused (${answer.status}): ${error?.message ?? 'no reason given'}`);
   }
   if (!responseValidator.Check(body)) throw new AgentError('CAIRN_AGENT_ENROLL', `the hub answered an unexpected body: ${describeErrors(responseValidator, body)}`);
-  const answer = body as EnrollResponseT;
-  if (answer.status === 'pending') return { status: 'pending', retryAfterSec: answer.retryAfterSec };
-  if (answer.rootPublicKey !== options.rootPublicKey) {
-    throw new AgentError('CAIRN_AGENT_ENROLL_ROOT_MISMATCH', `the hub at ${options.hubUrl} uses root key ${answer.rootPublicKey}, not the one this device pins; nothing was stored`);
+  const enrolled = body as EnrollResponseT;
+  if (enrolled.status === 'pending') return { status: 'pending', retryAfterSec: enrolled.retryAfterSec };
+  if (enrolled.rootPublicKey !== options.rootPublicKey) {
+    throw new AgentError('CAIRN_AGENT_ENROLL_ROOT_MISMATCH', `the hub at ${options.hubUrl} uses root key ${enrolled.rootPublicKey}, not the one this device pins; nothing was stored`);
   }
-  const credentials: Credentials = { username: answer.mqtt.username, password: answer.mqtt.password, mqttUrl: answer.mqtt.url, hubUrl: options.hubUrl, enrolledAt: now };
+  const credentials: Credentials = { username: enrolled.mqtt.username, password: enrolled.mqtt.password, mqttUrl: enrolled.mqtt.url, hubUrl: options.hubUrl, enrolledAt: now };
   await writeFileAtomic(join(options.stateDir, CREDENTIALS_FILE), `${JSON.stringify(credentials, null, 2)}\n`, 0o600);
   return { status: 'active', credentials };
 }

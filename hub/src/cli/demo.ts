@@ -4,7 +4,9 @@
  * State lives in the demo's data directory, so a second run resumes where the first stopped.
  */
 import { join } from 'node:path';
-import { readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { createCertificateAuthority, issueCertificate } from './certificates.js';
 import { pino } from 'pino';
 import { simDeviceId, simMachines, simulateFleet } from '@cairn/agent/sim/fleet.js';
 import { loadHubConfig } from '../infra/config.js';
@@ -19,6 +21,8 @@ export interface DemoOptions {
   httpPort: number;
   mqttPort: number;
   logLevel: string;
+  /** HTTPS and MQTT over TLS with a demo CA made on first use in `<dataDir>/tls` (openssl). */
+  tls: boolean;
 }
 
 const DEMO_MODEL = 'pdm-vibration';
@@ -31,8 +35,16 @@ const DEMO_IMAGES = ['pdm-vibration-1.0.0-int8', 'pdm-vibration-1.1.0-int8', 'pd
 
 export async function runDemo(options: DemoOptions): Promise<void> {
   if (!Number.isInteger(options.devices) || options.devices < 1 || options.devices > 5000) throw new Error('--devices must be an integer from 1 to 5000');
+  const tls = options.tls ? demoCertificates(join(options.dataDir, 'tls')) : null;
+  if (tls && process.env.NODE_EXTRA_CA_CERTS !== tls.ca) return rerunTrusting(tls.ca);
   const config = loadHubConfig({
-    overrides: { dataDir: options.dataDir, logLevel: options.logLevel as 'warn', http: { port: options.httpPort }, mqtt: { port: options.mqttPort } },
+    overrides: {
+      dataDir: options.dataDir,
+      logLevel: options.logLevel as 'warn',
+      http: { port: options.httpPort },
+      mqtt: { port: options.mqttPort },
+      ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
+    },
   });
   const say = (line: string) => console.log(`[demo] ${line}`);
   const hub = await startHub(config);
@@ -99,8 +111,9 @@ export async function runDemo(options: DemoOptions): Promise<void> {
   const faulty = simDeviceId(faultyIndex);
   const faultyMachine = `${machines[faultyIndex]?.machine ?? 'pump-1800'} with ${machines[faultyIndex]?.fault ?? 'no fault'}`;
   console.log(`
-  Console:  ${hub.httpUrl}/   sign in as admin, password in ${hub.adminPasswordFile}
-  CLI:      export CAIRN_HUB_URL=${hub.httpUrl} CAIRN_TOKEN=$(cat ${hub.adminToken.tokenFile})
+  Console:  ${hub.httpUrl}/   sign in as admin, password in ${hub.adminPasswordFile}${tls ? `
+            (the demo CA ${tls.ca} is not one your browser trusts: import it, or accept the warning)` : ''}
+  CLI:      export CAIRN_HUB_URL=${hub.httpUrl} CAIRN_TOKEN=$(cat ${hub.adminToken.tokenFile})${tls ? ` NODE_EXTRA_CA_CERTS=${tls.ca}` : ''}
             node hub/dist/cli/main.js device list
             node hub/dist/cli/main.js deploy --model ${DEMO_MODEL}@1.1.0 --selector site=plant-1
   Staged rollout (canary, 10 %, 50 %, 100 %), watched live:
@@ -150,3 +163,29 @@ async function approveAsReviewer(admin: HubClient, hubUrl: string, say: (line: s
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * The demo's TLS material, made on first use and kept with its data: a demo CA and the hub's
+ * certificate for localhost and 127.0.0.1, valid for a year.
+ */
+function demoCertificates(dir: string): { ca: string; cert: string; key: string } {
+  const files = { ca: join(dir, 'demo-ca.pem'), cert: join(dir, 'hub.pem'), key: join(dir, 'hub.key') };
+  if (existsSync(files.ca) && existsSync(files.cert) && existsSync(files.key)) return files;
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  createCertificateAuthority(dir, 'demo-ca', 365);
+  issueCertificate(dir, { ca: 'demo-ca', name: 'hub', commonName: 'localhost', days: 365, usage: 'server' });
+  return files;
+}
+
+/**
+ * Every client inside the demo — the CLI's HTTP client pushing images, the simulated agents'
+ * enrollment and MQTT — must trust the demo CA, as an operator's shell would: through Node's
+ * NODE_EXTRA_CA_CERTS, which Node reads only at start, hence this one re-run of the same
+ * command with it set. Nothing turns verification off.
+ */
+async function rerunTrusting(ca: string): Promise<void> {
+  const child = spawn(process.execPath, process.argv.slice(1), { stdio: 'inherit', env: { ...process.env, NODE_EXTRA_CA_CERTS: ca } });
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => child.kill(signal));
+  const code = await new Promise<number>((resolve) => child.once('exit', (c) => resolve(c ?? 1)));
+  process.exit(code);
+}

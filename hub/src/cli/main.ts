@@ -16,6 +16,7 @@ import { table, formatBytes } from './output.js';
 import { runDemo } from './demo.js';
 import { readImage, ImageError } from './image-dir.js';
 import { registerOperatorCommands } from './operator-commands.js';
+import { registerBrokerCommands } from './broker-config.js';
 import { registerRolloutCommands } from './rollout-commands.js';
 import { registerKeyCommands } from './key-commands.js';
 
@@ -33,23 +34,24 @@ type Common = ClientOptions & { json?: boolean };
 const client = (o: Common) => HubClient.from(o);
 const print = (o: Common, json: unknown, text: () => string) => console.log(o.json ? JSON.stringify(json, null, 2) : text());
 
-function hubOverrides(o: { data?: string; http?: string; mqtt?: string; host?: string; logLevel?: string }): HubConfigInput {
+function hubOverrides(o: { data?: string; http?: string; mqtt?: string; host?: string; broker?: string; logLevel?: string }): HubConfigInput {
   const overrides: HubConfigInput = {};
   if (o.data) overrides.dataDir = o.data;
   if (o.logLevel) overrides.logLevel = o.logLevel as HubConfigInput['logLevel'];
   if (o.http || o.host) overrides.http = { ...(o.http ? { port: Number(o.http) } : {}), ...(o.host ? { host: o.host } : {}) };
-  if (o.mqtt || o.host) overrides.mqtt = { ...(o.mqtt ? { port: Number(o.mqtt) } : {}), ...(o.host ? { host: o.host } : {}) };
+  if (o.mqtt || o.host || o.broker) overrides.mqtt = { ...(o.mqtt ? { port: Number(o.mqtt) } : {}), ...(o.host ? { host: o.host } : {}), ...(o.broker ? { broker: o.broker } : {}) };
   return overrides;
 }
 
 program
   .command('hub')
-  .description('run the hub: HTTP API, embedded MQTT broker, console')
+  .description('run the hub: HTTP API, embedded MQTT broker (or a client of --broker), console')
   .option('--config <file>', 'YAML config file')
   .option('--data <dir>', 'data directory (default ./data)')
   .option('--http <port>', 'HTTP port (default 8080)')
   .option('--mqtt <port>', 'MQTT port (default 1883)')
   .option('--host <host>', 'address to bind HTTP and MQTT to (default 127.0.0.1)')
+  .option('--broker <url>', 'join an external MQTT broker (mqtt://host:port) instead of embedding one; its files: cairn broker config')
   .option('--log-level <level>', 'fatal|error|warn|info|debug|trace')
   .action(async (o) => {
     const config = loadHubConfig({ file: o.config, overrides: hubOverrides(o) });
@@ -71,8 +73,9 @@ program
   .option('--http <port>', 'HTTP port', '8080')
   .option('--mqtt <port>', 'MQTT port', '1883')
   .option('--log-level <level>', 'hub log level', 'warn')
+  .option('--tls', 'HTTPS and MQTT over TLS, with a demo CA made by openssl in <data>/tls')
   .action(async (o) => {
-    await runDemo({ devices: Number(o.devices), dataDir: o.data, httpPort: Number(o.http), mqttPort: Number(o.mqtt), logLevel: o.logLevel });
+    await runDemo({ devices: Number(o.devices), dataDir: o.data, httpPort: Number(o.http), mqttPort: Number(o.mqtt), logLevel: o.logLevel, tls: o.tls === true });
   });
 
 const model = program.command('model').description('model versions in the registry');
@@ -340,6 +343,7 @@ function collectLabels(value: string, previous: Record<string, string>): Record<
 }
 
 registerOperatorCommands(program, { clientOptions, client, print });
+registerBrokerCommands(program);
 registerRolloutCommands(program, { clientOptions, client, print });
 registerKeyCommands(program, { clientOptions, client, print });
 

@@ -1,6 +1,6 @@
 /**
  * Access control of the embedded broker — deny by default. All broker security lives in this
- * file (and is mirrored for external brokers by an ACL file in a later capability).
+ * file; mosquitto-config.ts mirrors it in the files an external Mosquitto enforces.
  *
  * - A client connects with its device id as client id AND username, and the password the hub
  *   issued at enrollment (modules/enrollment): anonymous clients, unknown, pending and revoked
@@ -17,6 +17,7 @@ import { isAgentToHubKind, isHubToAgentKind, isValidDeviceId, parseDeviceTopic, 
 import { RateLimiter } from './rate-limit.js';
 
 export type DenialReason =
+  | 'tls_handshake'
   | 'bad_client_id'
   | 'anonymous'
   | 'username_mismatch'

@@ -1,9 +1,10 @@
 /**
- * The broker port: the only way hub modules reach MQTT. The embedded aedes broker implements it
- * today; an external-broker client (mqtt.js) can implement the same interface, which is why no
- * module may touch aedes directly.
+ * The broker port: the only way hub modules reach MQTT. Two implementations: the embedded aedes
+ * broker (here, the default) and an mqtt.js client of an external broker (external-broker.ts,
+ * `mqtt.broker`), which is why no module may touch aedes or mqtt.js directly.
  */
 import { createServer, type Server, type AddressInfo } from 'node:net';
+import { createServer as createTlsServer, type TlsOptions } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { Aedes } from 'aedes';
 import type { Logger } from 'pino';
@@ -27,14 +28,16 @@ export interface BrokerPort {
   publish(topic: string, payload: Buffer, options: PublishOptions): Promise<void>;
   /** Receives device publishes matching `filter` (`+` and `#` wildcards), before they are acknowledged. */
   subscribe(filter: string, handler: MessageHandler): Promise<void>;
-  connectedClients(): number;
-  /** Forcibly disconnects a client (a revoked device, a client taking over). */
+  /** Clients connected to the broker; null when the hub cannot know (an external broker). */
+  connectedClients(): number | null;
+  /** Forcibly disconnects a client (a revoked device); an external broker cannot, see external-broker.ts. */
   disconnect(clientId: string): void;
 }
 
 export interface EmbeddedBroker {
+  kind: 'embedded';
   port: BrokerPort;
-  /** Starts accepting MQTT over TCP; resolves with the bound address. */
+  /** Starts accepting MQTT over TCP (over TLS when the broker has `tls`); resolves with the bound address. */
   listen(port: number, host: string): Promise<AddressInfo>;
   /** Serves one MQTT connection over any duplex stream, under the same access control (tests use in-memory streams). */
   accept(stream: Duplex): void;
@@ -46,9 +49,11 @@ export interface EmbeddedBrokerOptions {
   observer: AclObserver;
   authenticator: DeviceAuthenticator;
   rate: PublishRate;
+  /** MQTT over TLS; a failed handshake (wrong CA, no client certificate when one is required) is a counted `tls_handshake` denial. */
+  tls?: TlsOptions;
 }
 
-export async function createEmbeddedBroker({ logger, observer, authenticator, rate }: EmbeddedBrokerOptions): Promise<EmbeddedBroker> {
+export async function createEmbeddedBroker({ logger, observer, authenticator, rate, tls }: EmbeddedBrokerOptions): Promise<EmbeddedBroker> {
   const hooks = aclHooks(observer, authenticator, rate);
   const handlers: { filter: string; handler: MessageHandler }[] = [];
 
@@ -107,11 +112,21 @@ export async function createEmbeddedBroker({ logger, observer, authenticator, ra
   };
 
   return {
+    kind: 'embedded',
     port,
     accept: (stream) => aedes.handle(stream),
     listen: (portNumber, host) =>
       new Promise((resolve, reject) => {
-        server = createServer(aedes.handle);
+        if (tls) {
+          const tlsServer = createTlsServer(tls, aedes.handle);
+          tlsServer.on('tlsClientError', (err) => {
+            observer.denied('connect', 'tls_handshake', null);
+            logger.debug({ err: err.message }, 'mqtt tls handshake failed');
+          });
+          server = tlsServer;
+        } else {
+          server = createServer(aedes.handle);
+        }
         server.once('error', reject);
         server.listen(portNumber, host, () => resolve(server!.address() as AddressInfo));
       }),

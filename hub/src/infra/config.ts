@@ -28,13 +28,33 @@ export const HubConfigSchema = Type.Object(
       {
         host: Type.String({ default: '127.0.0.1' }),
         port: { ...Port, default: 1883 },
-        /** The URL agents are told to connect to (GET /api/v1/trust); defaults to mqtt://host:port. */
+        /** The URL agents are told to connect to (GET /api/v1/trust); defaults to `broker`, else mqtt://host:port. */
         publicUrl: Type.Optional(Type.String({ pattern: '^mqtts?://' })),
+        /**
+         * An external broker (Mosquitto…) the hub joins as a client instead of embedding aedes;
+         * `host`, `port` and `rateLimit` then do not apply. Its files: `cairn broker config`.
+         */
+        broker: Type.Optional(Type.String({ pattern: '^mqtts?://' })),
         /** Publishes per second one device may make (token bucket); a flood closes its connection. */
         rateLimit: Type.Object(
           { perSec: Type.Number({ exclusiveMinimum: 0, default: 100 }), burst: Type.Integer({ minimum: 1, default: 400 }) },
           { additionalProperties: false, default: {} },
         ),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    /**
+     * TLS for HTTPS and MQTT over TLS (the embedded broker; an external broker's `mqtts://` URL
+     * is trusted through `ca`). PEM file paths; TLS is on when `cert` and `key` are given.
+     */
+    tls: Type.Object(
+      {
+        cert: Type.Optional(Type.String({ minLength: 1 })),
+        key: Type.Optional(Type.String({ minLength: 1 })),
+        /** CA certificates: devices' client certificates must chain to them, and the hub trusts them for an external `mqtts://` broker. */
+        ca: Type.Optional(Type.String({ minLength: 1 })),
+        /** Mutual TLS for devices: the embedded broker refuses a TLS client without a certificate from `ca` (HTTPS does not ask: browsers have none). */
+        requireClientCert: Type.Boolean({ default: false }),
       },
       { additionalProperties: false, default: {} },
     ),
@@ -50,8 +70,8 @@ export const HubConfigSchema = Type.Object(
     console: Type.Object({ dir: Type.Optional(Type.String()) }, { additionalProperties: false, default: {} }),
     auth: Type.Object(
       {
-        /** Marks the session cookie `Secure`. Off while the hub serves plain HTTP; turn on behind TLS. */
-        cookieSecure: Type.Boolean({ default: false }),
+        /** Marks the session cookie `Secure`. Default: on when the hub serves HTTPS (`tls`); turn it on behind a TLS proxy. */
+        cookieSecure: Type.Optional(Type.Boolean()),
         /** A console session ends after this long without a request… */
         sessionIdleMinutes: Type.Number({ exclusiveMinimum: 0, default: 60 }),
         /** …and this long after login, whatever the activity. */
@@ -121,9 +141,16 @@ export function loadHubConfig({ file, env = process.env, overrides = {} }: LoadC
       problems.push(`${e.instancePath || '/'}: ${e.message}${e.keyword === 'additionalProperties' ? ` (${JSON.stringify(e.params)})` : ''}`);
     }
   }
-  if (problems.length > 0) throw new ConfigError(problems);
   const config = withDefaults as HubConfig;
+  if ((config.tls?.cert === undefined) !== (config.tls?.key === undefined)) problems.push('/tls: give both cert and key, or neither');
+  if (config.tls?.requireClientCert && (config.tls.ca === undefined || config.tls.cert === undefined)) problems.push('/tls/requireClientCert: needs tls.cert, tls.key and tls.ca (the CA client certificates must chain to)');
+  if (problems.length > 0) throw new ConfigError(problems);
   return { ...config, dataDir: resolve(config.dataDir) };
+}
+
+/** Whether the hub serves HTTPS and MQTT over TLS. */
+export function tlsEnabled(config: HubConfig): boolean {
+  return config.tls.cert !== undefined && config.tls.key !== undefined;
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

@@ -4,6 +4,10 @@
  * - `device_credentials`: one row per device id that ever asked to enroll: its Ed25519 public
  *   key, its status (pending → accepted → active, or revoked), the scrypt hash of its current
  *   MQTT password, and the `ts` of the last claim accepted from it (replay guard).
+ *   Since migration 2 also a Mosquitto `$7$` hash of the same password (`broker_hash`), written
+ *   at issuance because the password itself is never kept: it is what `cairn broker config
+ *   --mosquitto` puts in an external broker's password file. Devices that enrolled before it
+ *   have none and must enroll again to reach an external broker.
  * - `enrollment_tokens`: `cet_<id>_<secret>`; only the secret's scrypt hash is kept, with labels
  *   given to the devices it enrolls, a use count and an expiry.
  *
@@ -41,7 +45,36 @@ const MIGRATIONS = [
      created_by TEXT NOT NULL,
      revoked_at INTEGER
    );`,
+  `ALTER TABLE device_credentials ADD COLUMN broker_hash TEXT;`,
 ];
+
+/** The two stored forms of one issued MQTT password: scrypt for the embedded broker, `$7$` for Mosquitto. */
+export interface PasswordHashes {
+  secretHash: string;
+  brokerHash: string;
+}
+
+/** What an external broker's password file needs: active devices, and those that cannot be listed. */
+export interface BrokerAccounts {
+  accounts: { deviceId: string; brokerHash: string }[];
+  /** Active devices enrolled before broker hashes were stored: they must enroll again. */
+  needReEnrollment: string[];
+}
+
+/**
+ * Reads the broker accounts from a hub database opened read-only (`cairn broker config` runs
+ * beside a live hub and must not migrate its file); a database from before migration 2 lists
+ * every active device as needing re-enrollment.
+ */
+export function readBrokerAccounts(db: Db): BrokerAccounts {
+  const columns = (db.prepare('PRAGMA table_info(device_credentials)').all() as { name: string }[]).map((c) => c.name);
+  const hash = columns.includes('broker_hash') ? 'broker_hash' : 'NULL';
+  const rows = db.prepare(`SELECT device_id, ${hash} AS broker_hash FROM device_credentials WHERE status = 'active' ORDER BY device_id`).all() as { device_id: string; broker_hash: string | null }[];
+  return {
+    accounts: rows.flatMap((r) => (r.broker_hash ? [{ deviceId: r.device_id, brokerHash: r.broker_hash }] : [])),
+    needReEnrollment: rows.filter((r) => !r.broker_hash).map((r) => r.device_id),
+  };
+}
 
 export type CredentialStatus = 'pending' | 'accepted' | 'active' | 'revoked';
 
@@ -156,16 +189,16 @@ export class EnrollmentRepository {
     this.db.prepare('UPDATE device_credentials SET last_claim_ts = ?, requested_from = ? WHERE device_id = ?').run(claimTs, from, deviceId);
   }
 
-  /** The device becomes active with a new password hash (token enrollment, collection after acceptance, or rotation). */
-  activate(deviceId: string, publicKey: string, secretHash: string, claimTs: number, method: 'token' | 'accepted', tokenId: string | null, from: string | null, now: number): void {
+  /** The device becomes active with new password hashes (token enrollment, collection after acceptance, or rotation). */
+  activate(deviceId: string, publicKey: string, { secretHash, brokerHash }: PasswordHashes, claimTs: number, method: 'token' | 'accepted', tokenId: string | null, from: string | null, now: number): void {
     this.db
       .prepare(
-        `INSERT INTO device_credentials (device_id, public_key, status, secret_hash, last_claim_ts, method, token_id, requested_at, requested_from, enrolled_at)
-         VALUES (?, ?, 'active', ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (device_id) DO UPDATE SET status = 'active', secret_hash = excluded.secret_hash, last_claim_ts = excluded.last_claim_ts,
+        `INSERT INTO device_credentials (device_id, public_key, status, secret_hash, broker_hash, last_claim_ts, method, token_id, requested_at, requested_from, enrolled_at)
+         VALUES (?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (device_id) DO UPDATE SET status = 'active', secret_hash = excluded.secret_hash, broker_hash = excluded.broker_hash, last_claim_ts = excluded.last_claim_ts,
            method = excluded.method, token_id = excluded.token_id, requested_from = excluded.requested_from, enrolled_at = excluded.enrolled_at`,
       )
-      .run(deviceId, publicKey, secretHash, claimTs, method, tokenId, now, from, now);
+      .run(deviceId, publicKey, secretHash, brokerHash, claimTs, method, tokenId, now, from, now);
   }
 
   /** pending → accepted; false when the device is not pending. */
@@ -173,9 +206,9 @@ export class EnrollmentRepository {
     return this.db.prepare("UPDATE device_credentials SET status = 'accepted' WHERE device_id = ? AND status = 'pending'").run(deviceId).changes > 0;
   }
 
-  /** Any status → revoked, password hash dropped; false when the id is unknown or already revoked. */
+  /** Any status → revoked, password hashes dropped; false when the id is unknown or already revoked. */
   revoke(deviceId: string, now: number): boolean {
-    return this.db.prepare("UPDATE device_credentials SET status = 'revoked', secret_hash = NULL, revoked_at = ? WHERE device_id = ? AND status != 'revoked'").run(now, deviceId).changes > 0;
+    return this.db.prepare("UPDATE device_credentials SET status = 'revoked', secret_hash = NULL, broker_hash = NULL, revoked_at = ? WHERE device_id = ? AND status != 'revoked'").run(now, deviceId).changes > 0;
   }
 
   /** Forgets a pending or revoked id so that it can enroll again with a new key. */

@@ -8,7 +8,11 @@
  *   current password gets in. A verified password is remembered as a SHA-256 in memory so that
  *   a fleet reconnecting after a hub restart costs one scrypt per device, not one per attempt;
  *   a newly issued password is remembered at once, revocation forgets it.
- * - Revocation refuses every later CONNECT and closes the device's live session at once.
+ * - Revocation refuses every later CONNECT and closes the device's live session at once. With an
+ *   external broker the hub cannot close sessions (infra/external-broker.ts): the device leaves
+ *   the broker's files at their next regeneration, and the hub drops its messages meanwhile.
+ * - Each issued password is stored twice, as scrypt (checked here) and as a Mosquitto `$7$` hash
+ *   (for an external broker's password file); neither can be turned back into the password.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -17,7 +21,8 @@ import { Errors } from '../../infra/errors.js';
 import { hashSecret, newSecret, verifySecret } from '../../infra/secrets.js';
 import type { BrokerPort } from '../../infra/broker.js';
 import type { DevicesRepository } from '../devices/devices.repository.js';
-import type { DeviceCredential, EnrollmentRepository, EnrollmentToken } from './enrollment.repository.js';
+import { mosquittoPasswordHash } from '../../infra/mosquitto-password.js';
+import type { DeviceCredential, EnrollmentRepository, EnrollmentToken, PasswordHashes } from './enrollment.repository.js';
 
 export type AuthVerdict = 'ok' | 'no_credentials' | 'not_enrolled' | 'revoked' | 'bad_credentials';
 
@@ -72,13 +77,13 @@ export class EnrollmentService {
         throw Errors.enrollTokenInvalid();
       }
       const password = newSecret();
-      const secretHash = await hashSecret(password);
+      const hashes = await passwordHashes(password);
       const active = repo.transaction(() => {
         // Re-read inside the transaction: two racing claims must not both win.
         const again = repo.credential(claim.deviceId);
         if (again && (again.status === 'revoked' || again.publicKey !== claim.publicKey || claim.ts <= again.lastClaimTs)) return false;
         if (!repo.useToken(token.id, now)) return null;
-        repo.activate(claim.deviceId, claim.publicKey, secretHash, claim.ts, 'token', token.id, from, now);
+        repo.activate(claim.deviceId, claim.publicKey, hashes, claim.ts, 'token', token.id, from, now);
         this.options.devices.register(claim.deviceId, token.labels, now);
         return true;
       });
@@ -101,7 +106,7 @@ export class EnrollmentService {
         return { status: 'pending', deviceId: claim.deviceId, retryAfterSec: PENDING_RETRY_SEC };
       case 'accepted': {
         const password = newSecret();
-        repo.activate(claim.deviceId, claim.publicKey, await hashSecret(password), claim.ts, 'accepted', null, from, now);
+        repo.activate(claim.deviceId, claim.publicKey, await passwordHashes(password), claim.ts, 'accepted', null, from, now);
         this.options.devices.register(claim.deviceId, {}, now);
         this.remember(claim.deviceId, password);
         log.info('accepted device collected its credentials');
@@ -160,6 +165,11 @@ export class EnrollmentService {
     if (!this.options.repo.revokeToken(id, this.options.clock())) throw Errors.enrollmentTokenNotFound(id);
   }
 
+  /** Whether the device may talk to the hub now (active, not revoked); an external broker's port asks it for every message. */
+  isActive(deviceId: string): boolean {
+    return this.options.repo.credential(deviceId)?.status === 'active';
+  }
+
   /** The MQTT CONNECT check: username is the client id (checked by the ACL), password the device's. */
   async authenticate(deviceId: string, password: Buffer | undefined): Promise<AuthVerdict> {
     if (!password || password.length === 0) return 'no_credentials';
@@ -192,4 +202,8 @@ export class EnrollmentService {
   private activeResponse(deviceId: string, password: string, labels: LabelsT): EnrollResponseT {
     return { status: 'active', deviceId, mqtt: { url: this.options.mqttUrl(), username: deviceId, password }, rootPublicKey: this.options.rootPublicKey, labels };
   }
+}
+
+async function passwordHashes(password: string): Promise<PasswordHashes> {
+  return { secretHash: await hashSecret(password), brokerHash: mosquittoPasswordHash(password) };
 }

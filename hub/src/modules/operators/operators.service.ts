@@ -15,7 +15,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import type { HubConfig } from '../../infra/config.js';
+import { tlsEnabled, type HubConfig } from '../../infra/config.js';
 import type { HubMetrics } from '../../infra/metrics.js';
 import { ADMIN_PASSWORD_FILE, ADMIN_TOKEN_FILE, SESSION_COOKIE, bearerToken, newApiToken, newPassword, newSessionId, secretDigest, writeSecretFile } from '../../infra/auth.js';
 import { Errors } from '../../infra/errors.js';
@@ -264,7 +264,7 @@ export class OperatorsService {
 
   sessionCookie(sessionId: string, expiresAt: number): string {
     const maxAge = Math.max(0, Math.floor((expiresAt - this.deps.clock()) / 1000));
-    return `${SESSION_COOKIE}=${sessionId}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${maxAge}${this.deps.config.auth.cookieSecure ? '; Secure' : ''}`;
+    return `${SESSION_COOKIE}=${sessionId}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${maxAge}${(this.deps.config.auth.cookieSecure ?? tlsEnabled(this.deps.config)) ? '; Secure' : ''}`;
   }
 
   clearedCookie(): string {
