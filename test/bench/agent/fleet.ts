@@ -12,10 +12,10 @@
  *
  * The model is first deployed to all 1,000 devices at once, as `cairn deploy` would, and how
  * that ends is recorded: the agents' golden probes all queue on the one event loop and the one
- * shared worker, and a probe's latency includes that queue (the budget is 250 ms). For the
- * loaded window the model is then deployed again (a new deployment, so nothing is quarantined)
- * in waves of 25 devices, each wave past its probes before the next starts, as a staged rollout
- * would; devices whose wave still fails stay without a model and are counted.
+ * shared worker (probes are judged on their compute time in the worker, not on that queue).
+ * For the loaded window the model is then deployed again (a new deployment, so nothing is
+ * quarantined) in waves of 25 devices, each wave past its probes before the next starts, as a
+ * staged rollout would; devices whose wave still fails stay without a model and are counted.
  *
  * Two runs: the bench's simulator entry with a realistic 5 s source interval, and
  * `cairn-agent simulate` as shipped (its source interval is fixed at 1 s; there is no flag).

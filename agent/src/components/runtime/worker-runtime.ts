@@ -74,6 +74,14 @@ const DEFAULT_LOAD_TIMEOUT_MS = 60_000;
 /** How long a release may take before the thread is terminated regardless. */
 const RELEASE_TIMEOUT_MS = 5_000;
 const WORKER_URL = new URL('./inference-worker.js', import.meta.url);
+/**
+ * V8's young generation of each model worker, in MB (V8 sizes it 3 × a semi-space; its default
+ * on 64-bit is 3 × 16 MB). A worker's live JS data is a few tensors' wrappers (the tensor bytes are
+ * ArrayBuffers outside the heap), but under steady traffic V8 grows the young generation to its
+ * maximum and keeps it: ~25 MB of resident memory per worker that held nothing live (measured in
+ * BENCHMARKS.md, agent memory). Scavenges of a space this small take microseconds.
+ */
+const WORKER_YOUNG_GENERATION_MB = 3;
 
 type HostState = 'loading' | 'ready' | 'releasing' | 'gone';
 
@@ -106,7 +114,7 @@ class WorkerHost {
     private readonly onGone: (host: WorkerHost) => void,
   ) {
     const workerData: InferenceWorkerData = { modelPath, intraOpNumThreads: options.intraOpNumThreads };
-    this.worker = new Worker(WORKER_URL, { workerData });
+    this.worker = new Worker(WORKER_URL, { workerData, resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB } });
     this.worker.on('error', (error) => {
       this.crashMessage = error.message;
     });
