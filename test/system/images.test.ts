@@ -78,7 +78,7 @@ async function outputs(id: string, rows: number[][]): Promise<Float32Array> {
   try {
     const session = await runtime.load(image(id).digest, modelPath(id));
     const result = await session.infer({ features: { dims: [rows.length, rows[0]!.length], data: Float32Array.from(rows.flat()) } });
-    return result.probabilities!.data;
+    return result.outputs['probabilities']!.data;
   } finally {
     await runtime.close();
   }

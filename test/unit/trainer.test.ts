@@ -203,7 +203,7 @@ test('the trained model written to ONNX runs in onnxruntime (worker runtime) wit
   assert.deepEqual(session.outputs.map((o) => o.name), ['probabilities']);
 
   // Raw, unnormalized rows: the graph scales them itself.
-  const out = await session.infer({ features: { dims: [data.count, RING_FEATURES], data: data.features } });
+  const { outputs: out } = await session.infer({ features: { dims: [data.count, RING_FEATURES], data: data.features } });
   const probabilities = out['probabilities'];
   assert.ok(probabilities);
   assert.deepEqual(probabilities.dims, [data.count, 3]);

@@ -8,10 +8,13 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { sha256Hex } from '@cairn/shared';
-import type { ModelSession, Tensor } from '@cairn/agent/components/runtime/types.js';
+import type { Inference, ModelSession } from '@cairn/agent/components/runtime/types.js';
 import { createWorkerRuntime, ModelRuntimeError, SIMULATE_WORKER_CRASH, type WorkerRuntime, type WorkerRuntimeOptions } from '@cairn/agent/components/runtime/worker-runtime.js';
 import { buildDemoModel } from '@cairn/hub/training/demo-model.js';
+import { IMAGES } from '../helpers/processes.js';
+import { sleep } from '../helpers/wait.js';
 import { mlpForward } from '@cairn/hub/training/onnx-writer.js';
 import { gaussianArray, mulberry32 } from '@cairn/shared';
 
@@ -41,8 +44,8 @@ function features(batch: number, seed = 1): Float32Array {
 
 type Spec = Fixture['demo']['spec'];
 
-function assertMatchesForward(out: Record<string, Tensor>, spec: Spec, x: Float32Array, batch: number): void {
-  const probabilities = out['probabilities'];
+function assertMatchesForward(out: Inference, spec: Spec, x: Float32Array, batch: number): void {
+  const probabilities = out.outputs['probabilities'];
   assert.ok(probabilities);
   assert.deepEqual(probabilities.dims, [batch, 4]);
   const expected = mlpForward(spec, x, batch);
@@ -82,13 +85,13 @@ test('the caller keeps its input arrays: infer copies them rather than detaching
   const first = await session.infer({ features: { dims: [3, 16], data: x } });
   assert.deepEqual(x, before);
   const second = await session.infer({ features: { dims: [3, 16], data: x } });
-  assert.deepEqual(second['probabilities']?.data, first['probabilities']?.data);
+  assert.deepEqual(second.outputs['probabilities']?.data, first.outputs['probabilities']?.data);
   // A view into a larger buffer sends only its own values.
   const big = new Float32Array(1000);
   big.set(x, 100);
   const viewed = await session.infer({ features: { dims: [3, 16], data: big.subarray(100, 148) } });
   assertMatchesForward(viewed, demo.spec, x, 3);
-  assert.deepEqual(viewed['probabilities']?.data, first['probabilities']?.data);
+  assert.deepEqual(viewed.outputs['probabilities']?.data, first.outputs['probabilities']?.data);
 });
 
 test('many concurrent inferences each get their own answer', async (t) => {
@@ -97,6 +100,46 @@ test('many concurrent inferences each get their own answer', async (t) => {
   const batches = Array.from({ length: 40 }, (_, i) => (i % 7) + 1);
   const results = await Promise.all(batches.map((batch, i) => session.infer({ features: { dims: [batch, 16], data: features(batch, 1000 + i) } })));
   results.forEach((out, i) => assertMatchesForward(out, demo.spec, features(batches[i]!, 1000 + i), batches[i]!));
+});
+
+test('each answer carries its compute time in the worker, without the time it waited there', async (t) => {
+  const { runtime, modelPath, digest, demo } = await fixture(t);
+  const session = await runtime.load(digest, modelPath);
+  await assertServes(session, demo.spec); // a fresh session allocates on its first run
+  const rows = 100_000;
+  const posted = performance.now();
+  const big = session.infer({ features: { dims: [rows, 16], data: features(rows, 7) } });
+  const small = session.infer({ features: { dims: [1, 16], data: features(1) } }).then((answer) => ({ ...answer, waitedMs: performance.now() - posted }));
+  const [b, s] = await Promise.all([big, small]);
+  for (const answer of [b, s]) assert.ok(Number.isFinite(answer.computeMs) && answer.computeMs >= 0, String(answer.computeMs));
+  // The worker runs one request at a time, so the single row waited for the 100,000 before it …
+  assert.ok(s.waitedMs >= b.computeMs, `waited ${s.waitedMs} ms, the batch before it computed for ${b.computeMs} ms`);
+  // … and that wait is not in its compute time.
+  assert.ok(s.computeMs < b.computeMs, `one row computed for ${s.computeMs} ms, ${rows} rows for ${b.computeMs} ms`);
+});
+
+test('an aborted inference rejects at once, before what it queued behind; the session keeps serving', async (t) => {
+  const { runtime, modelPath, digest, demo } = await fixture(t);
+  const session = await runtime.load(digest, modelPath);
+  const rows = 100_000;
+  const settled: string[] = [];
+  const busy = session.infer({ features: { dims: [rows, 16], data: features(rows, 7) } }).then(() => settled.push('busy answered'));
+  const controller = new AbortController();
+  const queued = [1, 2, 3].map((i) =>
+    session.infer({ features: { dims: [1, 16], data: features(1, i) } }, { signal: controller.signal }).then(
+      () => settled.push('answered'),
+      (error: ModelRuntimeError) => settled.push(error.code),
+    ),
+  );
+  controller.abort();
+  await Promise.all(queued);
+  assert.deepEqual(settled, ['CAIRN_RUNTIME_ABORTED', 'CAIRN_RUNTIME_ABORTED', 'CAIRN_RUNTIME_ABORTED'], 'none waited for the batch ahead of it');
+  await busy;
+  // Requests after the skipped ones are answered with their own results.
+  await assertServes(session, demo.spec, 3);
+  await assertRejectsWith(session.infer({ features: { dims: [1, 16], data: features(1) } }, { signal: controller.signal }), 'CAIRN_RUNTIME_ABORTED', /aborted/);
+  await session.close();
+  assert.deepEqual(runtime.stats(), { workers: 0, sessions: 0 });
 });
 
 test('a wrong input name or shape rejects with onnxruntime’s message and the session keeps serving', async (t) => {
@@ -199,6 +242,28 @@ test('runtime.close terminates every worker; its sessions and later loads reject
   await assertRejectsWith(a.infer({ features: { dims: [1, 16], data: features(1) } }), 'CAIRN_RUNTIME_CLOSED', /closed/);
   await assertRejectsWith(runtime.load(digest, modelPath), 'CAIRN_RUNTIME_CLOSED', /closed/);
   await Promise.all([a.close(), b.close(), runtime.close()]);
+  assert.deepEqual(runtime.stats(), { workers: 0, sessions: 0 });
+});
+
+test('runtime.close during a long run rejects it at once and ends the worker after the run, without aborting the process', async (t) => {
+  const { runtime } = await fixture(t);
+  // The slow reference image: 50 rows take hundreds of milliseconds in onnxruntime's run.
+  const slow = 'pdm-vibration-1.0.1-slow';
+  const session = await runtime.load(slow, join(IMAGES, slow, 'model.onnx'));
+  const rows = 50;
+  const settled: string[] = [];
+  const running = session.infer({ features: { dims: [rows, 19], data: new Float32Array(rows * 19).fill(0.5) } }).then(
+    () => settled.push('answered'),
+    (error: ModelRuntimeError) => settled.push(error.code),
+  );
+  const queued = session.infer({ features: { dims: [1, 19], data: new Float32Array(19).fill(0.5) } });
+  void queued.catch(() => undefined);
+  await sleep(20); // the batch is then (almost surely) inside the run; before it, close is just a cancel
+  // Terminating the thread inside the run would abort this whole test process (SIGABRT).
+  await runtime.close();
+  await running;
+  assert.deepEqual(settled, ['CAIRN_RUNTIME_CLOSED']);
+  await assertRejectsWith(queued, 'CAIRN_RUNTIME_CLOSED', /closed/);
   assert.deepEqual(runtime.stats(), { workers: 0, sessions: 0 });
 });
 

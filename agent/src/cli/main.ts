@@ -16,7 +16,6 @@ import pino from 'pino';
 import { AGENT_VERSION } from '../version.js';
 import { loadConfig } from '../config.js';
 import { createAgent } from '../agent.js';
-import { simulateFleet } from '../sim/fleet.js';
 import { enrollOnce } from '../components/device-identity.js';
 import { loadClientTls } from '../adapters/https-client.js';
 
@@ -116,6 +115,8 @@ program
   .action(async (opts: { hub: string; devices: number; state: string; seed: number; token?: string; mqtt?: string; telemetryInterval?: number; logLevel: string }) => {
     const token = opts.token ?? process.env['CAIRN_AGENT_ENROLLMENT_TOKEN'];
     const logger = pino({ level: opts.logLevel });
+    // Loaded here, not at the top: a device's `cairn-agent run` never needs the simulator.
+    const { simulateFleet } = await import('../sim/fleet.js');
     const fleet = await simulateFleet({
       hubUrl: opts.hub,
       devices: opts.devices,

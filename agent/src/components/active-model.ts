@@ -11,13 +11,21 @@
  *   swap), then tells the trial's owner.
  * - A trial never fails a request the standby could serve: when the candidate errs, or
  *   returns NaN/Inf, the request is run again on the standby and its answer returned.
+ * - Once a trial has failed, no candidate answer is served while a standby serves: requests
+ *   still in flight on the candidate are aborted at once (the worker skips those it has not
+ *   started) and answered by the standby, so nobody waits for a model judged bad — slow, or
+ *   answering NaN or a constant — and its worker stops computing answers nobody wants. The
+ *   inference that proved the failure is answered by the standby too.
+ * - During a trial at most `TRIAL_MAX_IN_FLIGHT` requests wait on the candidate; the others are
+ *   answered by the standby (not counted by the trial). A slow candidate therefore delays a
+ *   few requests by a few of its runs, not every request by its whole backlog.
  * - Trial requests also run on the standby in the background (every one at first, then one in
  *   `shadowEvery`), so the latency check compares both models on the same traffic and load.
+ *   Both sides are judged by their compute time (`Inference.computeMs`; why: trial-monitor.ts).
  */
-import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { ManifestT } from '@cairn/shared';
-import type { Feeds, ModelSession, Tensor } from './runtime/types.js';
+import type { Feeds, Inference, ModelSession, Tensor } from './runtime/types.js';
 import { NoModelError } from '../errors.js';
 import { allFinite, type TrialFailure, type TrialMonitor } from './health/trial-monitor.js';
 
@@ -52,7 +60,16 @@ interface RunningTrial {
   hooks: TrialHooks;
   requests: number;
   failed: boolean;
+  /** Aborted when the trial fails and a standby takes over: the candidate's pending requests move to it. */
+  abandon: AbortController;
 }
+
+/**
+ * Requests waiting on a trial's candidate at most (queued in its worker or running). Enough to
+ * keep its worker busy under load — the trial needs samples — and small enough that a slow
+ * candidate costs a waiting client a few of its runs at most; the rest go to the standby.
+ */
+export const TRIAL_MAX_IN_FLIGHT = 4;
 
 export interface ModelResult {
   outputs: Record<string, Tensor>;
@@ -107,7 +124,7 @@ export class ActiveModel {
     this.endTrial('rollback');
     this.standby = this.slot;
     const candidate: Slot = { session, bundle, inflight: 0, retiring: false };
-    this.trial = { candidate, hooks, requests: 0, failed: false };
+    this.trial = { candidate, hooks, requests: 0, failed: false, abandon: new AbortController() };
     this.install(candidate);
   }
 
@@ -116,9 +133,17 @@ export class ActiveModel {
     this.endTrial('commit');
   }
 
-  /** Serves the standby again (nothing, if there was none) and retires the candidate. */
+  /**
+   * Serves the standby again (nothing, if there was none) and retires the candidate, whose
+   * requests in flight finish on it: for a rollback that is not a verdict on the candidate.
+   */
   rollbackTrial(): void {
     this.endTrial('rollback');
+  }
+
+  /** The running trial failed on `failure`, judged outside an inference (the final verdict): as if an inference had proved it. */
+  failTrial(failure: TrialFailure): void {
+    if (this.trial) this.fail(this.trial, failure);
   }
 
   /**
@@ -139,36 +164,9 @@ export class ActiveModel {
     const slot = this.slot;
     if (!slot) throw new NoModelError();
     const trial = this.trial?.candidate === slot ? this.trial : null;
-    slot.inflight++;
-    const started = performance.now();
-    let answer: ModelResult | null = null;
-    let error: unknown;
-    try {
-      const outputs = await slot.session.infer(feeds);
-      answer = { outputs, bundle: slot.bundle };
-      if (trial && !trial.failed) {
-        const latencyMs = performance.now() - started;
-        if (trial.hooks.monitor.shouldShadow(++trial.requests)) this.shadow(trial, feeds);
-        const failure = trial.hooks.monitor.recordSuccess(latencyMs, outputs, feeds);
-        if (failure) this.failTrial(trial, failure);
-      }
-    } catch (err) {
-      if (!trial || (err as { code?: string }).code === 'CAIRN_RUNTIME_BAD_FEEDS') throw err;
-      error = err;
-      const failure = trial.failed ? null : trial.hooks.monitor.recordError();
-      if (failure) this.failTrial(trial, failure);
-    } finally {
-      slot.inflight--;
-      if (slot.retiring && slot.inflight === 0) void this.close(slot);
-    }
-    if (trial && (answer === null || !allFinite(answer.outputs))) {
-      // The standby answers what the candidate could not: an error, or NaN (also for requests
-      // still in flight when the trial failed).
-      const standby = this.standbyOf(trial);
-      if (standby) return this.runOn(standby, feeds);
-    }
-    if (answer === null) throw error;
-    return answer;
+    if (trial && this.standby && slot.inflight >= TRIAL_MAX_IN_FLIGHT) return this.answerOn(this.standby, feeds);
+    if (trial) return this.inferOnTrial(trial, feeds);
+    return this.answerOn(slot, feeds);
   }
 
   /** Closes every session, including retiring ones with work in flight. */
@@ -191,10 +189,44 @@ export class ActiveModel {
     return this.slot && this.slot !== trial.candidate ? this.slot : null;
   }
 
-  private async runOn(slot: Slot, feeds: Feeds): Promise<ModelResult> {
+  /** A request to the trial's candidate; every outcome is recorded by the trial's monitor. */
+  private async inferOnTrial(trial: RunningTrial, feeds: Feeds): Promise<ModelResult> {
+    const { candidate, hooks } = trial;
+    let answer: Inference | null = null;
+    let error: unknown;
+    try {
+      answer = await this.runOn(candidate, feeds, trial.abandon.signal);
+    } catch (err) {
+      // Bad feeds are the request's own fault: the standby would refuse them too.
+      if ((err as { code?: string }).code === 'CAIRN_RUNTIME_BAD_FEEDS') throw err;
+      error = err;
+      // Aborted requests come only after the failure, and are not the candidate's errors.
+      const failure = trial.failed ? null : hooks.monitor.recordError();
+      if (failure) this.fail(trial, failure);
+    }
+    if (answer && !trial.failed) {
+      if (hooks.monitor.shouldShadow(++trial.requests)) this.shadow(trial, feeds);
+      const failure = hooks.monitor.recordSuccess(answer.computeMs, answer.outputs, feeds);
+      if (failure) this.fail(trial, failure);
+    }
+    if (answer && !trial.failed && allFinite(answer.outputs)) return { outputs: answer.outputs, bundle: candidate.bundle };
+    // The standby answers what the candidate could not (an error, NaN) or should not (anything
+    // after the trial failed, including the answer that proved it).
+    const standby = this.standbyOf(trial);
+    if (standby) return this.answerOn(standby, feeds);
+    // No standby (a first deployment): the candidate's answer is all there is.
+    if (answer) return { outputs: answer.outputs, bundle: candidate.bundle };
+    throw error;
+  }
+
+  private async answerOn(slot: Slot, feeds: Feeds): Promise<ModelResult> {
+    return { outputs: (await this.runOn(slot, feeds)).outputs, bundle: slot.bundle };
+  }
+
+  private async runOn(slot: Slot, feeds: Feeds, signal?: AbortSignal): Promise<Inference> {
     slot.inflight++;
     try {
-      return { outputs: await slot.session.infer(feeds), bundle: slot.bundle };
+      return await slot.session.infer(feeds, signal ? { signal } : {});
     } finally {
       slot.inflight--;
       if (slot.retiring && slot.inflight === 0) void this.close(slot);
@@ -204,17 +236,18 @@ export class ActiveModel {
   private shadow(trial: RunningTrial, feeds: Feeds): void {
     const standby = this.standby;
     if (!standby || this.trial !== trial) return;
-    const started = performance.now();
     this.runOn(standby, feeds).then(
-      (result) => trial.hooks.monitor.recordBaseline(performance.now() - started, result.outputs),
+      (result) => trial.hooks.monitor.recordBaseline(result.computeMs, result.outputs),
       () => undefined,
     );
   }
 
-  private failTrial(trial: RunningTrial, failure: TrialFailure): void {
+  private fail(trial: RunningTrial, failure: TrialFailure): void {
     if (trial.failed || this.trial !== trial) return;
     trial.failed = true;
     this.endTrial('rollback');
+    // Only when a standby now serves: without one, the candidate's answers are all there is.
+    if (this.slot) trial.abandon.abort();
     this.logger.warn({ reason: failure.reason, digest: trial.candidate.bundle.digest }, `trial failed, previous model serving again: ${failure.message}`);
     trial.hooks.onFailure(failure);
   }

@@ -336,7 +336,7 @@ export class Reconciler {
         draft.activeSlot = slot;
       });
       const s = outcome.summary;
-      await setPhase('committed', undefined, `trial passed: ${s.inferences} inferences, ${s.errors} errors, p95 ${s.p95Ms?.toFixed(2) ?? '—'} ms${s.standbyP95Ms !== null ? ` (previous model ${s.standbyP95Ms.toFixed(2)} ms)` : ''}${outcome.timedOut ? `; committed after ${policy.trial.maxDurationMs} ms with fewer than ${policy.trial.minInferences} inferences` : ''}`);
+      await setPhase('committed', undefined, `trial passed: ${s.inferences} inferences, ${s.errors} errors, p95 compute ${s.p95Ms?.toFixed(2) ?? '—'} ms${s.standbyP95Ms !== null ? ` (previous model ${s.standbyP95Ms.toFixed(2)} ms)` : ''}${outcome.timedOut ? `; committed after ${policy.trial.maxDurationMs} ms with fewer than ${policy.trial.minInferences} inferences` : ''}`);
       logger.info({ deploymentId, seq, model: `${manifest.name}@${manifest.version}`, digest, slot, summary: s }, 'deployment committed');
       await this.collectGarbage();
     } catch (err) {
@@ -410,8 +410,7 @@ export class Reconciler {
           if (readiness === 'wait') return;
           const failure = monitor.finalVerdict();
           if (failure) {
-            active.rollbackTrial();
-            finish({ kind: 'failed', failure, summary: monitor.summary() });
+            active.failTrial(failure); // calls onFailure, which finishes
             return;
           }
           active.commitTrial();

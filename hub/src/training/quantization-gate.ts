@@ -248,7 +248,7 @@ export async function runAll(session: ModelSession, inputName: string, outputNam
     const data = new Float32Array(batch * width);
     data.set(inputs.subarray(start * width, (start + rows) * width));
     for (let r = rows; r < batch; r++) data.copyWithin(r * width, (rows - 1) * width, rows * width);
-    const outputs = await session.infer({ [inputName]: { dims: [batch, width], data } });
+    const { outputs } = await session.infer({ [inputName]: { dims: [batch, width], data } });
     const out = outputs[outputName];
     if (!out) throw new QuantizationError('CAIRN_QUANT_MODEL_FAILED', `the model returned no output '${outputName}'`);
     outWidth = out.data.length / batch;

@@ -36,11 +36,11 @@ export const TrialSection = Type.Object(
     maxDurationMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 604_800_000 })),
     /** Failed inferences / all inferences above this fails the trial. */
     maxErrorRate: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),
-    /** Candidate latency above this many times the standby's on the same traffic (median; p95 with enough samples) fails the trial … */
+    /** Candidate compute time (onnxruntime's `run` in the worker) above this many times the standby's on the same traffic (median; p95 with enough samples) fails the trial … */
     maxLatencyRatio: Type.Optional(Type.Number({ minimum: 1, maximum: 10_000 })),
-    /** … unless the candidate's latency is at most this (sub-millisecond noise is not a regression). */
+    /** … unless the candidate's compute time is at most this (sub-millisecond noise is not a regression). */
     latencyFloorMs: Type.Optional(Type.Number({ minimum: 0, maximum: 3_600_000 })),
-    /** An absolute p95 budget, judged also when there is no standby to compare against. */
+    /** An absolute p95 budget for the compute time, judged also when there is no standby to compare against. */
     maxLatencyP95Ms: Type.Optional(Type.Number({ minimum: 0, maximum: 3_600_000 })),
     /** NaN or Infinity outputs tolerated during the trial. */
     maxNonFinite: Type.Optional(Type.Integer({ minimum: 0 })),
@@ -58,7 +58,7 @@ export const HealthSection = Type.Object(
     probes: Type.Optional(Type.Array(Probe, { maxItems: 256 })),
     /** Largest absolute difference allowed between a probe's output and its `expected`. */
     probeTolerance: Type.Optional(Type.Number({ minimum: 0, maximum: 1e6 })),
-    /** Largest time one probe inference may take. */
+    /** Largest compute time (onnxruntime's `run` in the worker, without queueing) one probe inference may take. */
     probeLatencyMs: Type.Optional(Type.Number({ minimum: 0, maximum: 3_600_000 })),
     trial: Type.Optional(TrialSection),
   },

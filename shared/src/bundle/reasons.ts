@@ -30,7 +30,7 @@ export const REJECTION_REASONS = {
   probe_error: 'a golden probe failed to run',
   probe_non_finite: 'a golden probe produced NaN or Infinity',
   probe_mismatch: "a golden probe's outputs are outside the tolerance",
-  probe_latency: 'a golden probe took longer than the latency budget',
+  probe_latency: 'a golden probe took longer to compute than the latency budget',
   trial_error_rate: 'the error rate during the trial exceeded the health policy',
   trial_latency: 'the p95 latency during the trial exceeded the health policy',
   trial_non_finite: 'the model produced NaN or Infinity during the trial',

@@ -7,19 +7,20 @@
  * really costs; RssFile is mostly node's and onnxruntime's shared libraries, shareable between
  * processes. Anonymous memory is split into glibc malloc arenas and the rest (mostly V8 heaps).
  *
- * To explain the figures, the same run measures three reference processes — bare idle `node`,
+ * The agent runs with the node flags of the systemd unit it ships with
+ * (`agent/deploy/cairn-agent.service`, read from its ExecStart line), as a device runs it. To
+ * explain the figures, the same run measures three reference processes — bare idle `node`,
  * `node` that has only imported the agent's code, and bare `node` with one worker thread holding
- * an onnxruntime session of the same model — and,
- * as a diagnostic only, the same agent under `node --max-semi-space-size=1` (V8's young
- * generation capped at 1 MB per semi-space, default 16 MB): how much of RssAnon is V8 heap
- * headroom rather than live data.
+ * an onnxruntime session of the same model — and, for comparison, the same agent under plain
+ * `node` (no flags: V8's default young generation of 16 MB per semi-space in the main thread).
  */
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { closedLoop, inferBodies } from '../lib/load.js';
 import { procAnonBreakdown, procMemory, referenceMemory, type AnonBreakdown, type ProcMemory } from '../lib/proc.js';
 import { mb, mbOfKib, sleep, until } from '../lib/stats.js';
-import { imageModelPath } from '../lib/paths.js';
+import { imageModelPath, REPO } from '../lib/paths.js';
 import { spawnAgent, startBenchHub, type BenchHub } from '../lib/world.js';
 import { table, type Benchmark } from '../lib/report.js';
 
@@ -31,7 +32,13 @@ const VM_RSS_TARGET_MB = 100;
 /** Let the agent settle (timers, GC) before a sample. */
 const SETTLE_MS = 2000;
 const ORT_REFERENCE = fileURLToPath(new URL('./ort-reference.js', import.meta.url));
-const DIAGNOSTIC_FLAGS = ['--max-semi-space-size=1'];
+/** The node flags of the shipped systemd unit: `ExecStart=/usr/bin/node <flags> …/main.js run …`. */
+const UNIT_FLAGS = (() => {
+  const unit = readFileSync(join(REPO, 'agent/deploy/cairn-agent.service'), 'utf8');
+  const exec = /^ExecStart=\S+\/node((?:\s+--\S+)*)\s+\S+main\.js run/m.exec(unit);
+  if (!exec) throw new Error('no `ExecStart=…/node [flags] …main.js run` line in cairn-agent.service');
+  return exec[1]!.trim().split(/\s+/).filter(Boolean);
+})();
 
 interface Sample {
   when: string;
@@ -59,8 +66,8 @@ export const memory: Benchmark<MemoryResult> = {
     const hub = await startBenchHub(join(workDir, 'hub'));
     try {
       const model = await hub.publish(IMAGE);
-      const agent = await measureAgent(hub, model, join(workDir, 'agent'), [], CHECKPOINTS);
-      const diagnostic = await measureAgent(hub, model, join(workDir, 'diagnostic'), DIAGNOSTIC_FLAGS, [10_000]);
+      const agent = await measureAgent(hub, model, join(workDir, 'agent'), UNIT_FLAGS, CHECKPOINTS);
+      const diagnostic = await measureAgent(hub, model, join(workDir, 'diagnostic'), [], [10_000]);
       return { references, agent: agent.samples, diagnostic: diagnostic.samples, failedRequests: agent.failed + diagnostic.failed };
     } finally {
       await hub.close();
@@ -77,7 +84,7 @@ export const memory: Benchmark<MemoryResult> = {
         const worst = highest(field);
         const limit = field === 'rssAnon' ? RSS_ANON_TARGET_MB : VM_RSS_TARGET_MB;
         return {
-          what: `Agent ${field === 'rssAnon' ? 'RssAnon' : 'VmRSS'}, int8 model committed (\`cairn-agent run\`; highest sample up to ${CHECKPOINTS.at(-1)!.toLocaleString('en')} inferences)`,
+          what: `Agent ${field === 'rssAnon' ? 'RssAnon' : 'VmRSS'}, int8 model committed (\`cairn-agent run\` as the systemd unit runs it; highest sample up to ${CHECKPOINTS.at(-1)!.toLocaleString('en')} inferences)`,
           measured: `${mb(committed.memory[field])} committed, ${mb(worst.memory[field])} highest (${worst.when})`,
           target: `≤ ${limit} MB`,
           met: mbOfKib(worst.memory[field]) <= limit,
@@ -87,7 +94,7 @@ export const memory: Benchmark<MemoryResult> = {
 
 ${table(
   ['process, when', 'VmRSS', 'RssAnon', 'malloc', 'glibc arenas', 'other anon', 'RssFile', 'threads'],
-  [...r.references.map((s) => row(s)), ...r.agent.map((s) => row(s, '`cairn-agent run`: ')), ...r.diagnostic.map((s) => row(s, `diagnostic, \`node ${DIAGNOSTIC_FLAGS.join(' ')}\`: `))],
+  [...r.references.map((s) => row(s)), ...r.agent.map((s) => row(s, `\`node ${UNIT_FLAGS.join(' ')} … cairn-agent run\` (the systemd unit): `)), ...r.diagnostic.map((s) => row(s, 'for comparison, plain `node … cairn-agent run`: '))],
 )}`,
     };
   },
@@ -95,7 +102,7 @@ ${table(
 
 /** One agent process through its life: connected, model committed, then after each checkpoint of inferences. */
 async function measureAgent(hub: BenchHub, model: string, stateDir: string, nodeOptions: string[], checkpoints: number[]): Promise<{ samples: Sample[]; failed: number }> {
-  const deviceId = `bench-memory-${nodeOptions.length === 0 ? 'default' : 'diagnostic'}`;
+  const deviceId = `bench-memory-${nodeOptions.length === 0 ? 'plain' : 'unit'}`;
   const agent = await spawnAgent({ hub, deviceId, stateDir, nodeOptions, config: { health: { trial: { durationMs: 2000 } } } });
   const sample = (when: string, loaded: boolean): Sample => ({ when, loaded, memory: procMemory(agent.pid), breakdown: procAnonBreakdown(agent.pid) });
   try {

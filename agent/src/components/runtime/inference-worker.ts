@@ -5,9 +5,15 @@
  *
  * Requests are handled strictly one after another: run() is synchronous inside onnxruntime-node
  * anyway, and the ordering is what lets `release` drain the inferences posted before it.
+ * A `cancel` is handled on receipt (between two runs: onnxruntime-node starts each run from a
+ * setImmediate, so messages are received while a queue drains): a cancelled request that has
+ * not started is skipped without a reply.
+ * Each result carries the wall time of `session.run` alone (`computeMs`), measured here because
+ * only here is the time a request waited in the queue separable from the model's own.
  * Every failure of a request becomes an `error` reply carrying onnxruntime's own message; the
  * worker never dies because of a bad request.
  */
+import { performance } from 'node:perf_hooks';
 import { parentPort, workerData } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
 import type { TensorSpecT } from '@cairn/shared';
@@ -48,7 +54,9 @@ async function run(session: ort.InferenceSession, id: number, feeds: Record<stri
   try {
     const ortFeeds: Record<string, ort.Tensor> = {};
     for (const [name, tensor] of Object.entries(feeds)) ortFeeds[name] = new ort.Tensor('float32', tensor.data, tensor.dims);
+    const started = performance.now();
     const results = await session.run(ortFeeds);
+    const computeMs = performance.now() - started;
     const outputs: Record<string, Tensor> = {};
     const transfer: ArrayBuffer[] = [];
     for (const [name, value] of Object.entries(results)) {
@@ -59,7 +67,7 @@ async function run(session: ort.InferenceSession, id: number, feeds: Record<stri
       outputs[name] = { dims: [...value.dims], data: values };
       transfer.push(values.buffer as ArrayBuffer);
     }
-    post({ kind: 'result', id, outputs }, transfer);
+    post({ kind: 'result', id, outputs, computeMs }, transfer);
   } catch (error) {
     post({ kind: 'error', id, message: messageOf(error) });
   }
@@ -83,12 +91,24 @@ async function main(): Promise<void> {
   }
 
   let queue: Promise<void> = Promise.resolve();
+  // Ids of one worker increase in posting order, so a cancel for an id at or below the last one
+  // started came too late and is dropped: the set holds only requests still queued.
+  let lastStarted = 0;
+  const cancelled = new Set<number>();
   port.on('message', (message: ToWorker) => {
     // Thrown synchronously in the listener: a genuine uncaught exception, and no message posted
     // after this one is ever answered.
     if (message.kind === 'crash') throw new Error('simulated crash of the inference worker');
+    if (message.kind === 'cancel') {
+      if (message.id > lastStarted) cancelled.add(message.id);
+      return;
+    }
     queue = queue.then(async () => {
-      if (message.kind === 'infer') return run(session, message.id, message.feeds);
+      if (message.kind === 'infer') {
+        lastStarted = message.id;
+        if (cancelled.delete(message.id)) return;
+        return run(session, message.id, message.feeds);
+      }
       await session.release().catch(() => undefined);
       post({ kind: 'released' });
     });

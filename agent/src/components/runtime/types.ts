@@ -13,6 +13,26 @@ export interface Tensor {
 
 export type Feeds = Record<string, Tensor>;
 
+/** One inference's answer. */
+export interface Inference {
+  outputs: Record<string, Tensor>;
+  /**
+   * Wall time of onnxruntime's `session.run` inside the worker, in ms: the model's own compute on
+   * this machine, without the time the request waited in the worker's queue or crossed the
+   * thread boundary. Health checks judge a model by it (golden-probes.ts, trial-monitor.ts);
+   * what a caller waited in all is the caller's own measurement.
+   */
+  computeMs: number;
+}
+
+export interface InferOptions {
+  /**
+   * Aborting rejects the inference at once with `CAIRN_RUNTIME_ABORTED`; if the worker has not
+   * started it yet, it never runs (a run already started finishes and its answer is dropped).
+   */
+  signal?: AbortSignal;
+}
+
 export interface ModelSession {
   /** Digest of the ONNX file this session was loaded from. */
   readonly digest: string;
@@ -20,7 +40,7 @@ export interface ModelSession {
   readonly inputs: TensorSpecT[];
   readonly outputs: TensorSpecT[];
   /** Runs one inference in the worker. Rejects with the runtime's message on bad feeds; never blocks the caller's loop. */
-  infer(feeds: Feeds): Promise<Record<string, Tensor>>;
+  infer(feeds: Feeds, options?: InferOptions): Promise<Inference>;
   /** Releases this handle; the worker terminates when its last handle is closed. Idempotent. */
   close(): Promise<void>;
 }

@@ -17,12 +17,18 @@ export type ToWorker =
   | { kind: 'infer'; id: number; feeds: Record<string, Tensor> }
   /** Release the session and report `released`; the runtime terminates the thread afterwards. */
   | { kind: 'release' }
+  /**
+   * The caller no longer wants the answer to `id`: if it has not started, skip it without a
+   * reply. Handled on receipt, ahead of the queued requests.
+   */
+  | { kind: 'cancel'; id: number }
   /** Throw an uncaught error in the worker: the tests' only way to produce a real crash. */
   | { kind: 'crash' };
 
 export type FromWorker =
   | { kind: 'loaded'; inputs: TensorSpecT[]; outputs: TensorSpecT[] }
   | { kind: 'load-failed'; message: string }
-  | { kind: 'result'; id: number; outputs: Record<string, Tensor> }
+  /** `computeMs`: wall time of `session.run` alone (see `Inference` in types.ts). */
+  | { kind: 'result'; id: number; outputs: Record<string, Tensor>; computeMs: number }
   | { kind: 'error'; id: number; message: string }
   | { kind: 'released' };

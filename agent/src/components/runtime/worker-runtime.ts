@@ -12,15 +12,20 @@
  *   sessions with a `CAIRN_RUNTIME_WORKER_EXITED` error; the runtime itself keeps working.
  * - Closing the last handle of a worker drains the inferences already posted, releases the
  *   session and terminates the thread (onnxruntime returns native memory reliably only then).
- *   `runtime.close()` terminates every worker at once and rejects what is in flight.
+ *   `runtime.close()` rejects what is in flight at once and ends every worker as soon as the
+ *   onnxruntime run it is in (if any) returns: terminating a thread inside `run` aborts the
+ *   whole process (onnxruntime-node 1.30 throws a C++ exception nobody catches).
  * - Inputs are copied (only the view's bytes) into a fresh buffer that is transferred, so a
  *   caller may reuse its arrays (golden probes run the same input repeatedly); outputs are
  *   transferred from the worker without a copy.
+ * - An aborted inference rejects at once (`CAIRN_RUNTIME_ABORTED`) and, if the worker has not
+ *   started it, is skipped there: a rolled-back candidate does not spend the CPU its standby
+ *   needs on answers nobody waits for.
  */
 import { Worker } from 'node:worker_threads';
 import type { TensorSpecT } from '@cairn/shared';
 import { AgentError } from '../../errors.js';
-import type { Feeds, ModelRuntime, ModelSession, Tensor } from './types.js';
+import type { Feeds, InferOptions, Inference, ModelRuntime, ModelSession, Tensor } from './types.js';
 import type { FromWorker, InferenceWorkerData, ToWorker } from './worker-protocol.js';
 
 export type ModelRuntimeErrorCode =
@@ -28,6 +33,7 @@ export type ModelRuntimeErrorCode =
   | 'CAIRN_RUNTIME_LOAD_TIMEOUT'
   | 'CAIRN_RUNTIME_INFER_FAILED'
   | 'CAIRN_RUNTIME_BAD_FEEDS'
+  | 'CAIRN_RUNTIME_ABORTED'
   | 'CAIRN_RUNTIME_WORKER_EXITED'
   | 'CAIRN_RUNTIME_CLOSED';
 
@@ -68,11 +74,19 @@ const DEFAULT_LOAD_TIMEOUT_MS = 60_000;
 /** How long a release may take before the thread is terminated regardless. */
 const RELEASE_TIMEOUT_MS = 5_000;
 const WORKER_URL = new URL('./inference-worker.js', import.meta.url);
+/**
+ * V8's young generation of each model worker, in MB (V8 sizes it 3 × a semi-space; its default
+ * on 64-bit is 3 × 16 MB). A worker's live JS data is a few tensors' wrappers (the tensor bytes are
+ * ArrayBuffers outside the heap), but under steady traffic V8 grows the young generation to its
+ * maximum and keeps it: ~25 MB of resident memory per worker that held nothing live (measured in
+ * BENCHMARKS.md, agent memory). Scavenges of a space this small take microseconds.
+ */
+const WORKER_YOUNG_GENERATION_MB = 3;
 
 type HostState = 'loading' | 'ready' | 'releasing' | 'gone';
 
 interface Pending {
-  resolve: (outputs: Record<string, Tensor>) => void;
+  resolve: (inference: Inference) => void;
   reject: (error: Error) => void;
 }
 
@@ -100,7 +114,7 @@ class WorkerHost {
     private readonly onGone: (host: WorkerHost) => void,
   ) {
     const workerData: InferenceWorkerData = { modelPath, intraOpNumThreads: options.intraOpNumThreads };
-    this.worker = new Worker(WORKER_URL, { workerData });
+    this.worker = new Worker(WORKER_URL, { workerData, resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB } });
     this.worker.on('error', (error) => {
       this.crashMessage = error.message;
     });
@@ -126,8 +140,9 @@ class WorkerHost {
     this.worker.on('message', (message: FromWorker) => this.onMessage(message));
   }
 
-  infer(feeds: Feeds): Promise<Record<string, Tensor>> {
+  infer(feeds: Feeds, signal: AbortSignal | undefined): Promise<Inference> {
     if (this.failure) return Promise.reject(this.failure);
+    if (signal?.aborted) return Promise.reject(aborted(this.digest));
     const copies: Record<string, Tensor> = {};
     const transfer: ArrayBuffer[] = [];
     for (const [name, tensor] of Object.entries(feeds)) {
@@ -140,8 +155,24 @@ class WorkerHost {
       transfer.push(data.buffer);
     }
     const id = this.nextId++;
-    return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
+    return new Promise<Inference>((resolve, reject) => {
+      if (!signal) {
+        this.pending.set(id, { resolve, reject });
+      } else {
+        const onAbort = (): void => {
+          if (!this.pending.delete(id)) return;
+          reject(aborted(this.digest));
+          if (this.state !== 'gone') this.worker.postMessage({ kind: 'cancel', id } satisfies ToWorker);
+        };
+        signal.addEventListener('abort', onAbort, { once: true });
+        const settle =
+          <T>(fn: (value: T) => void) =>
+          (value: T): void => {
+            signal.removeEventListener('abort', onAbort);
+            fn(value);
+          };
+        this.pending.set(id, { resolve: settle(resolve), reject: settle(reject) });
+      }
       this.worker.postMessage({ kind: 'infer', id, feeds: copies } satisfies ToWorker, transfer);
     });
   }
@@ -161,7 +192,20 @@ class WorkerHost {
     await this.terminate(new ModelRuntimeError('CAIRN_RUNTIME_CLOSED', `the model session for ${shortDigest(this.digest)} is closed`));
   }
 
-  /** Ends the thread now; what is in flight rejects with `reason` (unless it already failed). */
+  /**
+   * Ends the thread without cutting an onnxruntime run short: what is in flight rejects with
+   * `reason` at once, the worker skips what it has not started, finishes its current run and
+   * releases (or finishes the release it is in). A worker still loading is terminated (it is
+   * not inside `run`).
+   */
+  async shutdown(reason: ModelRuntimeError): Promise<void> {
+    if (this.state === 'loading' || this.state === 'gone') return this.terminate(reason);
+    for (const id of this.pending.keys()) this.worker.postMessage({ kind: 'cancel', id } satisfies ToWorker);
+    this.fail(reason);
+    await this.release();
+  }
+
+  /** Ends the thread now; what is in flight rejects with `reason` (unless it already failed). Never while a run may be in progress (see `shutdown`). */
   async terminate(reason: ModelRuntimeError): Promise<void> {
     this.fail(reason);
     if (this.state !== 'gone') {
@@ -213,7 +257,7 @@ class WorkerHost {
       const pending = this.pending.get(message.id);
       if (!pending) return;
       this.pending.delete(message.id);
-      if (message.kind === 'result') pending.resolve(message.outputs);
+      if (message.kind === 'result') pending.resolve({ outputs: message.outputs, computeMs: message.computeMs });
       else pending.reject(new ModelRuntimeError('CAIRN_RUNTIME_INFER_FAILED', message.message));
     } else if (message.kind === 'released') {
       this.onReleased?.();
@@ -247,9 +291,9 @@ class WorkerSession implements ModelSession {
     return this.host.outputs;
   }
 
-  infer(feeds: Feeds): Promise<Record<string, Tensor>> {
+  infer(feeds: Feeds, options?: InferOptions): Promise<Inference> {
     if (this.closing) return Promise.reject(new ModelRuntimeError('CAIRN_RUNTIME_CLOSED', `the model session for ${shortDigest(this.digest)} is closed`));
-    return this.host.infer(feeds);
+    return this.host.infer(feeds, options?.signal);
   }
 
   close(): Promise<void> {
@@ -332,13 +376,17 @@ export function createWorkerRuntime(options: WorkerRuntimeOptions = {}): WorkerR
       shared.clear();
       sessions.clear();
       const error = new ModelRuntimeError('CAIRN_RUNTIME_CLOSED', 'the model runtime was closed');
-      await Promise.all([...hosts].map((host) => host.terminate(error)));
+      await Promise.all([...hosts].map((host) => host.shutdown(error)));
     },
 
     stats() {
       return { workers: hosts.size, sessions: sessions.size };
     },
   };
+}
+
+function aborted(digest: string): ModelRuntimeError {
+  return new ModelRuntimeError('CAIRN_RUNTIME_ABORTED', `the inference on ${shortDigest(digest)} was aborted`);
 }
 
 function shortDigest(digest: string): string {
