@@ -82,7 +82,7 @@ async function simulate(workDir: string, session: ModelSession, served: ServedBu
         data.set(extractFeatures(window.samples, { sampleRateHz: signal.sampleRateHz, temperatureC: window.temperatureC }), i * FEATURE_COUNT);
       }
       const feeds = { [input]: { dims: [perBatch, FEATURE_COUNT], data } };
-      const outputs = await session.infer(feeds);
+      const { outputs } = await session.infer(feeds);
       sim.t = start + SUMMARY_EVERY_MS;
       monitor.success(0, { feeds, outputs, bundle: served });
       if (onSummary(sim.t, monitor.summary(served)!)) return;
