@@ -130,6 +130,7 @@ test('publishes refused while the connection stays up are retried with backoff, 
   outbox.start();
   t.after(() => outbox.stop());
   await connection.start();
+  t.after(() => connection.stop());
   await waitFor('connected', () => connection.connected);
   outbox.enqueueEvent(event(7));
   await new Promise((resolve) => setTimeout(resolve, 300));

@@ -87,7 +87,13 @@ test('50 agents: 1.1.0 rolls through 1 → 10 → 50 → 100 % and completes; th
   // the previous one was healthy (assignments of stage k only after stage k-1's devices).
   const perStage = [0, 1, 2, 3].map((stage) => batches.filter((b) => b.stage === stage).reduce((n, b) => n + b.count, 0));
   assert.deepEqual(perStage, [1, 4, 20, 25]);
-  assert.equal(final.devices.committed, DEVICES);
+  // The last stage completes at its success threshold (95 %); the devices still converging
+  // then commit too.
+  assert.ok(final.devices.committed! >= 0.95 * DEVICES, JSON.stringify(final.devices));
+  await waitFor('every device of the rollout committed', () => hub.ctx.rollouts.repo.devices(id).every((d) => d.state === 'committed'), { timeoutMs: 120_000 }).catch((err) => {
+    const others = hub.ctx.rollouts.repo.devices(id).filter((d) => d.state !== 'committed');
+    throw new Error(`${(err as Error).message}: ${JSON.stringify(others.map((d) => [d.deviceId, d.state, d.phase, d.reason]))}`);
+  });
   await waitFor('1.1.0 serves everywhere', () => onVersion('1.1.0') === DEVICES, { timeoutMs: 60_000 });
 
   // The NaN image: the canary rolls back on its own, the rollout pauses without a human, and no

@@ -27,7 +27,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import type { DeploymentStatusT } from '@cairn/shared';
-import { procCpuSeconds, procMemory, type ProcMemory } from '../lib/proc.js';
+import { procCpuSeconds, procMemory, stopChild, type ProcMemory } from '../lib/proc.js';
 import { epochMs, mbOfKib, ms, sleep, until } from '../lib/stats.js';
 import { AGENT_CLI } from '../lib/paths.js';
 import { startBenchHub, type BenchHub } from '../lib/world.js';
@@ -194,13 +194,7 @@ async function runFleet(spec: FleetRun, dir: string): Promise<FleetRunResult> {
       expectedInferences: Math.round((serving * (windowEnd - windowStart)) / spec.sourceIntervalMs),
     };
   } finally {
-    if (sim && sim.exitCode === null) {
-      const exited = new Promise((resolve) => sim!.once('exit', resolve));
-      sim.kill('SIGTERM');
-      const timer = setTimeout(() => sim!.kill('SIGKILL'), 60_000);
-      await exited;
-      clearTimeout(timer);
-    }
+    await stopChild(sim);
     await hub.close();
   }
 }

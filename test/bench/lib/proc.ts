@@ -3,7 +3,7 @@
  * from /proc/<pid>/stat (every thread of the process, worker threads included), and the
  * machine's load from /proc/stat and /proc/loadavg (other engineers' tests run beside ours).
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { sleep } from './stats.js';
 import { REPO } from './paths.js';
@@ -125,4 +125,14 @@ export function procAnonBreakdown(pid: number): AnonBreakdown {
     else other += m.anon;
   });
   return { malloc, other, arenas };
+}
+
+/** Stops a child process gracefully (SIGTERM), SIGKILL after `graceMs`; resolves when it has exited. */
+export async function stopChild(child: ChildProcess | null | undefined, graceMs = 60_000): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  await exited;
+  clearTimeout(timer);
 }

@@ -14,6 +14,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { ms, sleep, until } from '../lib/stats.js';
+import { stopChild } from '../lib/proc.js';
 import { startBenchHub } from '../lib/world.js';
 import { table, type Benchmark } from '../lib/report.js';
 

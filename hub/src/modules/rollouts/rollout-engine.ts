@@ -115,7 +115,7 @@ export class RolloutEngine {
     const r = this.require(id, 'start');
     const now = this.ctx.clock();
     const scheduled = r.spec.startAt !== null && r.spec.startAt > now;
-    this.transition(r, actor, 'started', { state: scheduled ? 'scheduled' : 'running', startedAt: now, stageStartedAt: now, waiting: scheduled ? { reason: 'scheduled', startAt: r.spec.startAt! } : null }, {});
+    this.transition(r, actor, 'started', { state: scheduled ? 'scheduled' : 'running', startedAt: now, stageStartedAt: now, waiting: scheduled ? { reason: 'scheduled', startAt: r.spec.startAt! } : null }, {}, undefined, now);
     await this.evaluate(id);
     return this.get(id);
   }
@@ -138,7 +138,7 @@ export class RolloutEngine {
   async abort(actor: AuditActor, id: string): Promise<RolloutRow> {
     const r = this.require(id, 'abort');
     const now = this.ctx.clock();
-    this.transition(r, actor, 'aborted', { state: 'aborted', finishedAt: now, waiting: null, stopReason: { kind: 'operator', actor: actor.actor, stage: r.stage } }, {}, () => this.repo.release(id));
+    this.transition(r, actor, 'aborted', { state: 'aborted', finishedAt: now, waiting: null, stopReason: { kind: 'operator', actor: actor.actor, stage: r.stage } }, {}, () => this.repo.release(id), now);
     return this.get(id);
   }
 
@@ -236,7 +236,7 @@ export class RolloutEngine {
       const now = this.ctx.clock();
       if (r.state === 'scheduled') {
         if (r.spec.startAt !== null && now < r.spec.startAt) return;
-        this.transition(r, SYSTEM_ACTOR, 'running', { state: 'running', stageStartedAt: now, waiting: null }, { scheduledFor: r.spec.startAt });
+        this.transition(r, SYSTEM_ACTOR, 'running', { state: 'running', stageStartedAt: now, waiting: null }, { scheduledFor: r.spec.startAt }, undefined, now);
         r = this.get(r.id);
       }
       if (r.state !== 'running') return;
@@ -272,17 +272,17 @@ export class RolloutEngine {
         return;
       }
       if (r.stageHealthyAt === null) {
-        this.transition(r, SYSTEM_ACTOR, 'stage_healthy', { stageHealthyAt: now, waiting: null }, { stage: r.stage, successShare: round(judgement.successShare), bakeMs: stage.bakeMs });
+        this.transition(r, SYSTEM_ACTOR, 'stage_healthy', { stageHealthyAt: now, waiting: null }, { stage: r.stage, successShare: round(judgement.successShare), bakeMs: stage.bakeMs }, undefined, now);
         r = this.get(r.id);
       }
       if (now - r.stageHealthyAt! < stage.bakeMs) return;
       const last = r.stage === r.spec.stages.length - 1;
       if (last) {
-        this.transition(r, SYSTEM_ACTOR, 'completed', { state: 'completed', finishedAt: now, waiting: null }, { updated: counts.updated, committed: counts.committed }, () => this.repo.release(r.id));
+        this.transition(r, SYSTEM_ACTOR, 'completed', { state: 'completed', finishedAt: now, waiting: null }, { updated: counts.updated, committed: counts.committed }, () => this.repo.release(r.id), now);
         this.ctx.logger.info({ rollout: r.id, updated: counts.updated }, 'rollout completed');
         return;
       }
-      this.transition(r, SYSTEM_ACTOR, 'stage_advanced', { stage: r.stage + 1, stageStartedAt: now, stageHealthyAt: null, gates: null }, { from: r.stage, to: r.stage + 1 });
+      this.transition(r, SYSTEM_ACTOR, 'stage_advanced', { stage: r.stage + 1, stageStartedAt: now, stageHealthyAt: null, gates: null }, { from: r.stage, to: r.stage + 1 }, undefined, now);
       r = this.get(r.id);
     }
   }
@@ -483,8 +483,8 @@ export class RolloutEngine {
   // ---------------------------------------------------------------------------------------------
   // Helpers
 
-  private transition(r: RolloutRow, actor: AuditActor, kind: string, change: RolloutChange, detail: Record<string, unknown>, also?: () => void): void {
-    const now = this.ctx.clock();
+  /** `now`: the time the change is about (its history row carries the same time as the columns it sets). */
+  private transition(r: RolloutRow, actor: AuditActor, kind: string, change: RolloutChange, detail: Record<string, unknown>, also?: () => void, now = this.ctx.clock()): void {
     this.repo.transaction(() => {
       this.repo.update(r.id, change, now);
       this.repo.addHistory(r.id, now, kind, { ...detail, ...(change.state ? { state: change.state } : {}), stage: change.stage ?? r.stage });
