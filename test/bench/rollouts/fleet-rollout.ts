@@ -7,7 +7,10 @@
  * The devices run in a simulator process (`fleet-sim.js`: 1,000 real agents, one MQTT
  * connection each, one shared onnxruntime worker, a vibration window every 5 s) against a hub in
  * the bench process. They start without a model, so the rollout is their first deployment: each
- * downloads, verifies, runs its golden probes and commits (no trial without a previous model).
+ * downloads, verifies, runs its golden probes, then a trial. The default trial (30 s and 20
+ * inferences) would take 100 s at one window per 5 s and measure the policy, not the rollout, so
+ * the devices run a 2 s trial of one inference (`CAIRN_BENCH_HEALTH`); the time until every
+ * device passed its probes (trial or committed) is reported too.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -20,6 +23,7 @@ import { table, type Benchmark } from '../lib/report.js';
 
 const DEVICES = 1000;
 const SIM_ENTRY = fileURLToPath(new URL('../agent/fleet-sim.js', import.meta.url));
+const HEALTH = { trial: { durationMs: 2000, minInferences: 1 } };
 
 export interface FleetRolloutResult {
   devices: number;
@@ -27,6 +31,8 @@ export interface FleetRolloutResult {
   connectMs: number;
   /** POST → every device committed (or the last device ended, when some did not commit). */
   toAllEndedMs: number;
+  /** POST → every device past its download, verification and probes (in trial or ended). */
+  toAllProbedMs: number;
   committed: number;
   outcomes: Record<string, number>;
   blobBytes: number;
@@ -46,7 +52,7 @@ export const fleetRollout: Benchmark<FleetRolloutResult> = {
       const [name, version] = model.split('@') as [string, string];
       const bundleBytes = hub.hub.ctx.registry.get(name, version)!.size;
       const started = performance.now();
-      sim = spawn(process.execPath, [SIM_ENTRY, hub.hub.httpUrl, String(DEVICES), join(dir, 'devices'), '5000'], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, CAIRN_AGENT_ENROLLMENT_TOKEN: hub.enrollmentToken } });
+      sim = spawn(process.execPath, [SIM_ENTRY, hub.hub.httpUrl, String(DEVICES), join(dir, 'devices'), '5000'], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, CAIRN_AGENT_ENROLLMENT_TOKEN: hub.enrollmentToken, CAIRN_BENCH_HEALTH: JSON.stringify(HEALTH) } });
       sim.stderr!.resume();
       await until(`${DEVICES} devices online`, () => hub.hub.ctx.devices.list().filter((d) => d.online).length >= DEVICES, 600_000, 250);
       const connectMs = performance.now() - started;
@@ -61,12 +67,14 @@ export const fleetRollout: Benchmark<FleetRolloutResult> = {
       });
       if (res.status !== 201) throw new Error(`rollout: ${res.status} ${await res.text()}`);
       const { id } = (await res.json()) as { id: string };
-      const ended = () => hub.hub.ctx.rollouts.repo.devices(id).filter((d) => d.state !== 'assigned').length;
-      await until('every device ended its deployment', () => ended() >= DEVICES, 600_000, 100);
+      const rows = () => hub.hub.ctx.rollouts.repo.devices(id);
+      const probed = () => rows().filter((d) => d.state !== 'assigned' || d.phase === 'trial').length;
+      await until('every device past its probes', () => probed() >= DEVICES, 600_000, 100);
+      const toAllProbedMs = performance.now() - t0;
+      await until('every device ended its deployment', () => rows().filter((d) => d.state !== 'assigned').length >= DEVICES, 600_000, 100);
       const toAllEndedMs = performance.now() - t0;
-      const rows = hub.hub.ctx.rollouts.repo.devices(id);
       const outcomes: Record<string, number> = {};
-      for (const d of rows) {
+      for (const d of rows()) {
         const key = d.state === 'committed' ? 'committed' : `${d.state}: ${d.reason ?? '?'}`;
         outcomes[key] = (outcomes[key] ?? 0) + 1;
       }
@@ -75,6 +83,7 @@ export const fleetRollout: Benchmark<FleetRolloutResult> = {
         bundleBytes,
         connectMs,
         toAllEndedMs,
+        toAllProbedMs,
         committed: outcomes.committed ?? 0,
         outcomes,
         blobBytes: (await counter(hub, 'blobBytesServed')) - bytes0,
@@ -111,6 +120,8 @@ export const fleetRollout: Benchmark<FleetRolloutResult> = {
           ['measure', 'value'],
           [
             ['devices online after the simulator started', ms(r.connectMs)],
+            ['rollout created → every device past download, verification and probes', ms(r.toAllProbedMs)],
+            [`→ every device ended (trial: ${HEALTH.trial.durationMs / 1000} s, ${HEALTH.trial.minInferences} inference)`, ms(r.toAllEndedMs)],
             ['bundle', `${r.bundleBytes.toLocaleString('en')} bytes`],
             ['blob frames published', `${r.blobChunks.toLocaleString('en')} frames, ${r.blobBytes.toLocaleString('en')} bytes`],
             ['outcomes', Object.entries(r.outcomes).map(([k, v]) => `${k} ${v}`).join('; ')],
