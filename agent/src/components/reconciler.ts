@@ -57,6 +57,8 @@ export interface ReconcilerOptions {
   healthDefaults?: HealthPolicy;
 }
 
+const digestOf = (target: TargetStateT): string | null => target.bundle?.manifest.files[0]?.digest ?? null;
+
 interface Job {
   target: TargetStateT;
   controller: AbortController;
@@ -165,6 +167,15 @@ export class Reconciler {
       return;
     }
     logger.info({ seq: target.seq, deploymentId: target.deploymentId, digest: target.bundle?.manifest.files[0]?.digest ?? null }, 'accepted desired state');
+    const running = this.job;
+    if (running && !running.controller.signal.aborted && running.target.deploymentId === target.deploymentId && digestOf(running.target) === digestOf(target)) {
+      // A re-signed document of the deployment under way (the hub's periodic re-signing, a new
+      // keyring): same deployment, same bundle. The convergence goes on — superseding it would
+      // roll a healthy trial back — and when it ends, ensureConverging settles the new seq (a
+      // relabel of what is already serving).
+      logger.info({ seq: target.seq, deploymentId: target.deploymentId }, 're-signed document of the deployment under way: it goes on');
+      return;
+    }
     this.converge(target);
   }
 
@@ -201,7 +212,10 @@ export class Reconciler {
     const job: Job = { target, controller, done };
     this.job = job;
     void done.finally(() => {
-      if (this.job === job) this.job = null;
+      if (this.job !== job) return;
+      this.job = null;
+      // A re-signed document arrived while this ran (see handleDesired): settle its seq now.
+      if (this.options.state.state.target?.seq !== job.target.seq) this.ensureConverging();
     });
   }
 
