@@ -571,8 +571,9 @@ export class RolloutEngine {
   /**
    * The rollout's cohort now: devices its target names, plus every device it already updated
    * (they stay counted if their labels change), minus devices another active rollout holds.
+   * The views use it too, so the targets they show are the ones the engine works to.
    */
-  private cohortOf(r: RolloutRow, rows: readonly RolloutDeviceRow[]): Set<string> {
+  cohortOf(r: RolloutRow, rows: readonly RolloutDeviceRow[]): Set<string> {
     const claims = this.repo.activeClaims();
     const cohort = new Set(rows.map((d) => d.deviceId));
     const selector = this.selectorOf(r);

@@ -9,8 +9,7 @@ import type { HubContext } from '../../infra/context.js';
 import { windowState } from './maintenance-window.js';
 import { countDevices, cumulativeTarget, judgeStage } from './rollout-plan.js';
 import type { StageSpec } from './rollout-spec.js';
-import { ROLLOUT_DEVICE_STATES, ROLLOUT_STATES, type RolloutDeviceRow, type RolloutRow, type RolloutsRepository } from './rollouts.repository.js';
-import { matchesSelector, parseSelector } from '@cairn/shared';
+import { ROLLOUT_DEVICE_STATES, ROLLOUT_STATES, type RolloutDeviceRow, type RolloutRow } from './rollouts.repository.js';
 
 const Open = Type.Unknown();
 
@@ -79,21 +78,10 @@ export const RolloutDeviceView = Type.Object({
 
 const sizeText = (s: StageSpec): string | number => ('percent' in s.size ? `${s.size.percent}%` : s.size.count);
 
-/** The cohort as the rollout counts it: devices its target names now plus those it updated. */
-function cohortSize(ctx: HubContext, r: RolloutRow, rows: readonly RolloutDeviceRow[]): number {
-  const cohort = new Set(rows.map((d) => d.deviceId));
-  if ('selector' in r.spec.target) {
-    const selector = parseSelector(r.spec.target.selector);
-    for (const d of ctx.devices.list()) if (matchesSelector(selector, d.labels)) cohort.add(d.id);
-  } else {
-    for (const id of r.spec.target.deviceIds) cohort.add(id);
-  }
-  return cohort.size;
-}
-
-export function rolloutView(ctx: HubContext, repo: RolloutsRepository, r: RolloutRow, historyLimit = 50): RolloutViewT {
+export function rolloutView(ctx: HubContext, r: RolloutRow, historyLimit = 50): RolloutViewT {
+  const repo = ctx.rollouts.repo;
   const rows = repo.devices(r.id);
-  const size = cohortSize(ctx, r, rows);
+  const size = ctx.rollouts.cohortOf(r, rows).size;
   const now = ctx.clock();
   const stage = r.spec.stages[r.stage]!;
   const counts = countDevices(rows);

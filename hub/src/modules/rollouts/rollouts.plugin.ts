@@ -20,7 +20,7 @@ const ACTIONS = ['start', 'pause', 'resume', 'abort', 'rollback', 'approve'] as 
 const rolloutsPlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { ctx }) => {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
   const engine = ctx.rollouts;
-  const view = (id: string) => rolloutView(ctx, engine.repo, engine.get(id));
+  const view = (id: string) => rolloutView(ctx, engine.get(id));
 
   app.post(
     '/api/v1/rollouts',
@@ -53,7 +53,7 @@ const rolloutsPlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { ctx 
     async (request) => ({
       rollouts: engine.repo
         .list({ ...(request.query.state ? { states: request.query.state } : {}), limit: request.query.limit, includeDirect: request.query.direct })
-        .map((r) => rolloutView(ctx, engine.repo, r, 10)),
+        .map((r) => rolloutView(ctx, r, 10)),
     }),
   );
 
