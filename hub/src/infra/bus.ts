@@ -16,6 +16,10 @@ export interface HubEvents {
   'rollout.changed': { rolloutId: string; state: string; stage: number; transition: string };
   /** A device of a rollout moved (committed, failed, reverted…). */
   'rollout.device': { rolloutId: string; deviceId: string; state: string; reason: string | null };
+  /** An alert opened, recurred, was acknowledged or resolved (`change`); `alert` is its API view (alerts module). */
+  'alert.changed': { change: 'opened' | 'updated' | 'acknowledged' | 'resolved'; alert: Record<string, unknown> & { id: string; deviceId: string } };
+  /** A work order opened, was acknowledged or done; `workOrder` is its API view (alerts module). */
+  'workorder.changed': { change: 'opened' | 'acknowledged' | 'done'; workOrder: Record<string, unknown> & { id: string; deviceId: string } };
   /** A new root-signed keyring is in force (rotation, revocation, security floor). */
   'keyring.installed': { version: number };
 }

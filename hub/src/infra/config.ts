@@ -91,6 +91,58 @@ export const HubConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    telemetry: Type.Object(
+      {
+        /** Raw summaries are kept this long; per-minute rollups `minuteRetentionDays`, per-hour `hourRetentionDays`. */
+        rawRetentionDays: Type.Number({ exclusiveMinimum: 0, default: 7 }),
+        minuteRetentionDays: Type.Number({ exclusiveMinimum: 0, default: 30 }),
+        hourRetentionDays: Type.Number({ exclusiveMinimum: 0, default: 400 }),
+        /** Ingest batching: a batch commits at this many summaries or after this long, whichever comes first. */
+        batchMaxRows: Type.Integer({ minimum: 1, maximum: 10_000, default: 500 }),
+        batchMaxDelayMs: Type.Integer({ minimum: 0, maximum: 1000, default: 20 }),
+        /** A series query asking for more points than this is refused (400 naming the limit). */
+        maxQueryPoints: Type.Integer({ minimum: 10, maximum: 100_000, default: 2000 }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    alerts: Type.Object(
+      {
+        /** A device offline this long raises an `offline` alert; resolved when it is back. */
+        offlineAfterSeconds: Type.Integer({ minimum: 1, default: 300 }),
+        /** Drift hysteresis: consecutive summaries at `alert` to open, consecutive below `warn` to resolve. */
+        driftOpenAfter: Type.Integer({ minimum: 1, default: 2 }),
+        driftResolveAfter: Type.Integer({ minimum: 1, default: 6 }),
+        /** An online device with no telemetry for this many of its own intervals (or a seq gap) raises `ingest_gap`. */
+        ingestGapIntervals: Type.Integer({ minimum: 2, default: 5 }),
+        /** How often the alert checks that need a clock (offline, ingest gaps) run. */
+        checkSeconds: Type.Integer({ minimum: 1, maximum: 300, default: 15 }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    webhooks: Type.Object(
+      {
+        /** Receivers of work orders and alerts. `secret` signs each delivery (HMAC-SHA256); it is never logged nor returned by the API. */
+        endpoints: Type.Array(
+          Type.Object(
+            {
+              name: Type.String({ pattern: '^[a-z0-9][a-z0-9_-]{0,63}$' }),
+              url: Type.String({ pattern: '^https?://' }),
+              secret: Type.String({ minLength: 16 }),
+              /** Event types delivered (`work_order.opened`, `alert.opened`, …); default: every work-order event. */
+              events: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })),
+            },
+            { additionalProperties: false },
+          ),
+          { default: [] },
+        ),
+        /** Delivery attempts per event and endpoint before it is marked failed; backoff doubles from `retryBaseMs` up to `retryMaxMs`. */
+        maxAttempts: Type.Integer({ minimum: 1, maximum: 100, default: 12 }),
+        retryBaseMs: Type.Integer({ minimum: 10, default: 1000 }),
+        retryMaxMs: Type.Integer({ minimum: 100, default: 600_000 }),
+        timeoutMs: Type.Integer({ minimum: 100, default: 10_000 }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
     approval: Type.Object(
       {
         /** How many devices an unapproved model version may run on at most (the canary). */
