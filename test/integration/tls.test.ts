@@ -130,6 +130,11 @@ test('with requireClientCert a device without a client certificate is refused at
 
   const withCert = await tryConnect(t, h.hub.mqttUrl, { clientId: 'tls-dev-1', ...credentials, ca: h.ca, cert: readFileSync(certs.deviceCert), key: readFileSync(certs.deviceKey) });
   assert.equal(withCert, 'connected');
+  // The certificate names tls-dev-1: it does not let another enrolled device in, even with that device's own password.
+  const mismatches = async () => (await h.hub.ctx.metrics.deniedMqtt.get()).values.find((v) => v.labels.reason === 'cert_mismatch')?.value ?? 0;
+  const other = await enrollRaw(h, 'tls-dev-3');
+  assert.notEqual(await tryConnect(t, h.hub.mqttUrl, { clientId: 'tls-dev-3', ...other, ca: h.ca, cert: readFileSync(certs.deviceCert), key: readFileSync(certs.deviceKey) }), 'connected');
+  await waitFor('the certificate that names another device is counted', async () => (await mismatches()) === 1);
   // HTTPS asks for no client certificate: enrollment and the console work without one.
   assert.equal((await enrollRaw(h, 'tls-dev-4')).username, 'tls-dev-4');
 });

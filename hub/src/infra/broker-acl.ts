@@ -5,6 +5,9 @@
  * - A client connects with its device id as client id AND username, and the password the hub
  *   issued at enrollment (modules/enrollment): anonymous clients, unknown, pending and revoked
  *   devices and wrong passwords are refused at CONNECT.
+ * - Over mutual TLS (`tls.requireClientCert`) the client certificate must name the device: its
+ *   subject CN or a DNS subjectAltName equals the client id, so one device's certificate cannot
+ *   carry another device's (stolen) password.
  * - It may publish only to its own agent→hub topics (`cairn/v1/dev/{its id}/{kind}`), at most
  *   `rate.perSec` messages per second (burst `rate.burst`); a flood is refused like any other
  *   denied publish (the connection closes; the device's QoS 1 messages are resent later).
@@ -12,12 +15,14 @@
  * - `$SYS/` is never publishable; a stale Will (client null) may only be a presence message.
  * - Payloads above the protocol limit are refused.
  */
+import { TLSSocket } from 'node:tls';
 import type { Client, PublishPacket, Subscription, AuthenticateError } from 'aedes';
 import { isAgentToHubKind, isHubToAgentKind, isValidDeviceId, parseDeviceTopic, MAX_JSON_PAYLOAD_BYTES } from '@cairn/shared';
 import { RateLimiter } from './rate-limit.js';
 
 export type DenialReason =
   | 'tls_handshake'
+  | 'cert_mismatch'
   | 'bad_client_id'
   | 'anonymous'
   | 'username_mismatch'
@@ -52,6 +57,8 @@ export async function authenticateDevice(client: Client, username: string | unde
   if (!isValidDeviceId(client.id)) return { ok: false, returnCode: 2, reason: 'bad_client_id' };
   if (username === undefined) return { ok: false, returnCode: 4, reason: 'anonymous' };
   if (username !== client.id) return { ok: false, returnCode: 4, reason: 'username_mismatch' };
+  const names = certificateNames(client);
+  if (names !== null && !names.includes(client.id)) return { ok: false, returnCode: 5, reason: 'cert_mismatch' };
   switch (await authenticator(client.id, password)) {
     case 'ok':
       return { ok: true };
@@ -64,6 +71,24 @@ export async function authenticateDevice(client: Client, username: string | unde
     case 'revoked':
       return { ok: false, returnCode: 5, reason: 'revoked' };
   }
+}
+
+/**
+ * The names a verified client certificate gives its holder (subject CN, DNS subjectAltNames);
+ * null when the connection carries none (plain TCP, or TLS without client certificates).
+ */
+function certificateNames(client: Client): string[] | null {
+  const socket: unknown = client.conn;
+  if (!(socket instanceof TLSSocket) || !socket.authorized) return null;
+  const cert = socket.getPeerCertificate();
+  if (!cert || Object.keys(cert).length === 0) return null;
+  const cn = cert.subject?.CN;
+  const names = (Array.isArray(cn) ? cn : cn ? [cn] : []) as string[];
+  for (const entry of (cert.subjectaltname ?? '').split(',')) {
+    const [kind, value] = entry.trim().split(':');
+    if (kind === 'DNS' && value) names.push(value);
+  }
+  return names;
 }
 
 /** null: allowed; otherwise the reason for refusing. */
