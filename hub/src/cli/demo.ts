@@ -96,7 +96,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
 
   const target = hub.ctx.registry.get(DEMO_MODEL, '1.0.0')!;
   const fleetIds = new Set(fleet.agents.map((a) => a.deviceId));
-  const needing = [...fleetIds].filter((id) => hub.ctx.deployments.desiredFor(id) === null);
+  const needing = [...fleetIds].filter((id) => hub.ctx.deployments.desiredHead(id) === null);
   if (needing.length > 0) {
     const d = await api.request<{ id: string }>('POST', '/api/v1/deployments', { model: `${DEMO_MODEL}@1.0.0`, deviceIds: needing });
     say(`deployed ${DEMO_MODEL}@1.0.0 to ${needing.length} devices (deployment ${d.id})`);

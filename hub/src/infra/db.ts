@@ -17,10 +17,37 @@ export function openDatabase(file: string): Db {
   db.pragma('synchronous = NORMAL'); // durable across process crashes in WAL mode; fsync at checkpoints
   db.pragma('foreign_keys = ON');
   db.pragma('busy_timeout = 5000');
+  memoizeStatements(db);
   db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
     module TEXT NOT NULL, version INTEGER NOT NULL, applied_at INTEGER NOT NULL,
     PRIMARY KEY (module, version))`);
   return db;
+}
+
+/** Beyond this many distinct SQL texts (dynamic SQL such as IN lists), the memo starts over. */
+const MAX_MEMOIZED_STATEMENTS = 2000;
+
+/**
+ * better-sqlite3 compiles SQL at every `prepare` (tens of microseconds; at 10,000 devices per
+ * deployment the compiling cost more than the queries), and repositories prepare inline at each
+ * use, which keeps the SQL next to the code that reads it. So the database memoizes statements
+ * by their SQL text. Safe because a statement is free again once its call returned — only an
+ * unfinished `iterate()` holds one (audit-verify's loop, which never prepares its own SQL again)
+ * — and because SQLite recompiles a statement whose tables a migration changed. No caller may
+ * change a memoized statement's mode (`pluck`, `raw`, `expand`, `safeIntegers`).
+ */
+function memoizeStatements(db: Db): void {
+  const compile = db.prepare.bind(db);
+  const memo = new Map<string, Database.Statement>();
+  db.prepare = ((sql: string) => {
+    let statement = memo.get(sql);
+    if (!statement) {
+      if (memo.size >= MAX_MEMOIZED_STATEMENTS) memo.clear();
+      statement = compile(sql);
+      memo.set(sql, statement);
+    }
+    return statement;
+  }) as Db['prepare'];
 }
 
 export function migrate(db: Db, module: string, steps: readonly string[]): void {

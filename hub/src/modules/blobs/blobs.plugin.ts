@@ -19,7 +19,7 @@ const blobsPlugin: FastifyPluginAsync<ModuleOptions> = async (_fastify, { ctx })
       logger.warn({ deviceId, digest: req.digest, reason }, 'refused a blob request');
       await broker.publish(topic, encodeBlobFrame({ digest: req.digest, index: req.from, total: 0, error: reason }), { qos: 1, retain: false });
     };
-    if (deployments.desiredFor(deviceId)?.digest !== req.digest) return refuse('not_assigned');
+    if (deployments.desiredHead(deviceId)?.digest !== req.digest) return refuse('not_assigned');
     if (!blobs.has(req.digest)) return refuse('not_found');
     const size = blobs.size(req.digest);
     const total = Math.ceil(size / BLOB_CHUNK_BYTES);

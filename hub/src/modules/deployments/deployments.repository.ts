@@ -3,7 +3,6 @@
  * module). `desired` keeps exactly the bytes that were signed and published, so re-publishing
  * after a restart delivers the identical document (agents treat it as already applied).
  */
-import type { Statement } from 'better-sqlite3';
 import type { Db } from '../../infra/db.js';
 import { migrate } from '../../infra/db.js';
 
@@ -43,6 +42,8 @@ export interface DeploymentRow {
   deviceIds: string[];
 }
 
+export type DesiredHead = Pick<DesiredRow, 'seq' | 'deploymentId' | 'digest'>;
+
 export interface DesiredRow {
   deviceId: string;
   seq: number;
@@ -71,23 +72,14 @@ const toDesired = (r: RawDesired): DesiredRow => ({
 });
 
 export class DeploymentsRepository {
-  /** Statements compiled once: a deployment runs the per-device ones 10,000 times in a row. */
-  private readonly statements = new Map<string, Statement<unknown[]>>();
-
   constructor(private readonly db: Db) {
     migrate(db, 'deployments', MIGRATIONS);
   }
 
-  private prepare(sql: string): Statement<unknown[]> {
-    let statement = this.statements.get(sql);
-    if (!statement) this.statements.set(sql, (statement = this.db.prepare<unknown[]>(sql)));
-    return statement;
-  }
-
-  /** The seq and deployment of the device's current desired document, without reading the document. */
-  desiredHead(deviceId: string): { seq: number; deploymentId: string } | null {
-    const row = this.prepare('SELECT seq, deployment_id FROM desired WHERE device_id = ?').get(deviceId) as { seq: number; deployment_id: string } | undefined;
-    return row ? { seq: row.seq, deploymentId: row.deployment_id } : null;
+  /** The seq, deployment and bundle digest of the device's current desired document, without reading the document (~10 KiB). */
+  desiredHead(deviceId: string): DesiredHead | null {
+    const row = this.db.prepare('SELECT seq, deployment_id, digest FROM desired WHERE device_id = ?').get(deviceId) as { seq: number; deployment_id: string; digest: string | null } | undefined;
+    return row ? { seq: row.seq, deploymentId: row.deployment_id, digest: row.digest } : null;
   }
 
   transaction<T>(fn: () => T): T {
@@ -95,39 +87,39 @@ export class DeploymentsRepository {
   }
 
   insertDeployment(d: Omit<DeploymentRow, 'deviceIds'>): void {
-    this
+    this.db
       .prepare('INSERT INTO deployments (id, model_name, model_version, digest, target, created_at) VALUES (?, ?, ?, ?, ?, ?)')
       .run(d.id, d.modelName, d.modelVersion, d.digest, JSON.stringify(d.target), d.createdAt);
   }
 
   addTarget(deploymentId: string, deviceId: string, seq: number): void {
-    this.prepare('INSERT INTO deployment_targets (deployment_id, device_id, seq) VALUES (?, ?, ?) ON CONFLICT (deployment_id, device_id) DO UPDATE SET seq = excluded.seq').run(deploymentId, deviceId, seq);
+    this.db.prepare('INSERT INTO deployment_targets (deployment_id, device_id, seq) VALUES (?, ?, ?) ON CONFLICT (deployment_id, device_id) DO UPDATE SET seq = excluded.seq').run(deploymentId, deviceId, seq);
   }
 
   getDeployment(id: string): DeploymentRow | null {
-    const row = this.prepare('SELECT * FROM deployments WHERE id = ?').get(id) as
+    const row = this.db.prepare('SELECT * FROM deployments WHERE id = ?').get(id) as
       | { id: string; model_name: string; model_version: string; digest: string; target: string; created_at: number }
       | undefined;
     if (!row) return null;
-    const deviceIds = (this.prepare('SELECT device_id FROM deployment_targets WHERE deployment_id = ? ORDER BY device_id').all(id) as { device_id: string }[]).map((r) => r.device_id);
+    const deviceIds = (this.db.prepare('SELECT device_id FROM deployment_targets WHERE deployment_id = ? ORDER BY device_id').all(id) as { device_id: string }[]).map((r) => r.device_id);
     return { id: row.id, modelName: row.model_name, modelVersion: row.model_version, digest: row.digest, target: JSON.parse(row.target), createdAt: row.created_at, deviceIds };
   }
 
   listDeployments(limit: number): DeploymentRow[] {
-    const ids = this.prepare('SELECT id FROM deployments ORDER BY created_at DESC, id DESC LIMIT ?').all(limit) as { id: string }[];
+    const ids = this.db.prepare('SELECT id FROM deployments ORDER BY created_at DESC, id DESC LIMIT ?').all(limit) as { id: string }[];
     return ids.map((r) => this.getDeployment(r.id)!);
   }
 
   /** The model a deployment assigned (`name@version`), without loading its targets. */
   modelOf(deploymentId: string): { name: string; version: string; digest: string } | null {
-    const row = this.prepare('SELECT model_name, model_version, digest FROM deployments WHERE id = ?').get(deploymentId) as
+    const row = this.db.prepare('SELECT model_name, model_version, digest FROM deployments WHERE id = ?').get(deploymentId) as
       | { model_name: string; model_version: string; digest: string }
       | undefined;
     return row ? { name: row.model_name, version: row.model_version, digest: row.digest } : null;
   }
 
   desiredFor(deviceId: string): DesiredRow | null {
-    const row = this.prepare('SELECT * FROM desired WHERE device_id = ?').get(deviceId) as RawDesired | undefined;
+    const row = this.db.prepare('SELECT * FROM desired WHERE device_id = ?').get(deviceId) as RawDesired | undefined;
     return row ? toDesired(row) : null;
   }
 
@@ -141,15 +133,15 @@ export class DeploymentsRepository {
   }
 
   allDesired(): DesiredRow[] {
-    return (this.prepare('SELECT * FROM desired ORDER BY device_id').all() as RawDesired[]).map(toDesired);
+    return (this.db.prepare('SELECT * FROM desired ORDER BY device_id').all() as RawDesired[]).map(toDesired);
   }
 
   expiringBefore(ts: number): DesiredRow[] {
-    return (this.prepare('SELECT * FROM desired WHERE expires_at < ? ORDER BY device_id').all(ts) as RawDesired[]).map(toDesired);
+    return (this.db.prepare('SELECT * FROM desired WHERE expires_at < ? ORDER BY device_id').all(ts) as RawDesired[]).map(toDesired);
   }
 
   saveDesired(row: DesiredRow, now: number): void {
-    this
+    this.db
       .prepare(
         `INSERT INTO desired (device_id, seq, deployment_id, digest, document, expires_at, published_at) VALUES (?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (device_id) DO UPDATE SET seq = excluded.seq, deployment_id = excluded.deployment_id, digest = excluded.digest,

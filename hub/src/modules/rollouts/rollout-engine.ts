@@ -334,7 +334,7 @@ export class RolloutEngine {
     const assigned: string[] = [];
     this.repo.transaction(() => {
       for (const deviceId of deviceIds) {
-        const previous = this.ctx.deployments.desiredFor(deviceId);
+        const previous = this.ctx.deployments.desiredHead(deviceId);
         const previousModel = previous ? this.ctx.deployments.modelOf(previous.deploymentId) : null;
         const claimed = this.repo.addDevice(
           {
@@ -386,7 +386,7 @@ export class RolloutEngine {
     const ids = new Map<string, string>();
     this.repo.transaction(() => {
       for (const d of rows) {
-        if (this.ctx.deployments.desiredFor(d.deviceId)?.deploymentId !== r.id) continue;
+        if (this.ctx.deployments.desiredHead(d.deviceId)?.deploymentId !== r.id) continue;
         const previous = d.previousModel ? this.ctx.registry.get(parseModelRef(d.previousModel).name, parseModelRef(d.previousModel).version) : null;
         const why = !d.previousModel
           ? 'no previous model to return to'
@@ -443,7 +443,7 @@ export class RolloutEngine {
       if (active.some((a) => this.targets(a, device.id, device.labels))) continue;
       const newest = recent.find((r) => this.targets(r, device.id, device.labels));
       if (!newest || newest.state !== 'completed' || !('selector' in newest.spec.target)) continue;
-      if (this.ctx.deployments.desiredFor(device.id)?.digest === newest.digest) continue;
+      if (this.ctx.deployments.desiredHead(device.id)?.digest === newest.digest) continue;
       let seen = members.get(newest.id);
       if (!seen) members.set(newest.id, (seen = new Set(this.repo.devices(newest.id).map((d) => d.deviceId))));
       if (seen.has(device.id)) continue;
