@@ -39,6 +39,10 @@ export interface FleetOptions {
   tuning?: AgentTuning;
   /** Health-policy defaults of every simulated agent (the `health` setting of agent.yaml). */
   health?: AgentConfig['health'];
+  /** Drift-monitoring settings of every simulated agent (the `drift` setting of agent.yaml). */
+  drift?: AgentConfig['drift'];
+  /** When drifting machines start to drift, after their agent's start; default DRIFT_ONSET_MS. */
+  driftOnsetMs?: number;
   /**
    * Enrollment token (`cairn device enroll-token`) for devices without credentials in their
    * state directory. Without one, devices connect without credentials (a Cairn hub refuses
@@ -72,17 +76,17 @@ export function simLabels(count: number, seed: number): LabelsT[] {
   return Array.from({ length: count }, () => ({ site: pick(SITES), line: pick(LINES), hw: pick(HARDWARE) }));
 }
 
-/** When a drifting machine starts to drift, after its agent's start. */
+/** When a drifting machine starts to drift, after its agent's start (after a default 600-window baseline at one window a second). */
 export const DRIFT_ONSET_MS = 15 * 60_000;
 
 /**
  * Deterministic machines for the fleet: a machine type per device; about one device in five
  * runs with a fault (imbalance, misalignment, outer or inner race), one in ten develops an
  * outer-race fault over hours, and one in ten drifts (sensor gain, shaft speed, temperature)
- * from DRIFT_ONSET_MS on.
+ * from `driftOnsetMs` on (which must fall after the agents' drift baselines are complete).
  * The same seed gives every device the same machine.
  */
-export function simMachines(count: number, seed: number): SimulatedMachineConfig[] {
+export function simMachines(count: number, seed: number, driftOnsetMs = DRIFT_ONSET_MS): SimulatedMachineConfig[] {
   const random = mulberry32(seed ^ 0x5eed);
   const pick = <T>(values: readonly T[]): T => values[Math.floor(random() * values.length)]!;
   const FAULTS = ['imbalance', 'misalignment', 'outer_race', 'inner_race'] as const;
@@ -92,8 +96,7 @@ export function simMachines(count: number, seed: number): SimulatedMachineConfig
     const roll = random();
     if (roll < 0.2) return { machine, fault: pick(FAULTS), severity: 0.5 + random() * 0.5 };
     if (roll < 0.3) return { machine, scenario: 'fault_progression' as const };
-    // Drift begins after the agent's drift baseline (600 windows at the default 1 s) is complete.
-    if (roll < 0.4) return { machine, scenario: pick(DRIFTS), scenarioStartAfterMs: DRIFT_ONSET_MS };
+    if (roll < 0.4) return { machine, scenario: pick(DRIFTS), scenarioStartAfterMs: driftOnsetMs };
     return { machine };
   });
 }
@@ -122,7 +125,7 @@ export async function simulateFleet(options: FleetOptions): Promise<Fleet> {
   const ownsRuntime = options.runtime === undefined;
   const runtime = options.runtime ?? createWorkerRuntime({ shareByDigest: true, intraOpNumThreads: 1 });
   const labels = simLabels(options.devices, seed);
-  const machines = simMachines(options.devices, seed);
+  const machines = simMachines(options.devices, seed, options.driftOnsetMs);
 
   const agents = labels.map((deviceLabels, i) => {
     const deviceId = simDeviceId(i);
@@ -137,6 +140,7 @@ export async function simulateFleet(options: FleetOptions): Promise<Fleet> {
       source: { kind: 'simulated', intervalMs: options.sourceIntervalMs ?? 1000, seed: (seed * 7919 + i) >>> 0, ...machines[i] },
       logLevel: logger.level as 'info',
       health: options.health ?? {},
+      ...(options.drift ? { drift: options.drift } : {}),
       ...(options.enrollmentToken ? { enrollment: { hubUrl: options.hubUrl, token: options.enrollmentToken } } : {}),
     });
     return createAgent(config, { runtime, logger, ...(options.tuning ? { tuning: options.tuning } : {}) });

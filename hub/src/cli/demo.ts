@@ -27,6 +27,8 @@ export interface DemoOptions {
 
 const DEMO_MODEL = 'pdm-vibration';
 const DEMO_TRIAL_MS = 10_000;
+const DEMO_SOURCE_INTERVAL_MS = 250;
+const DEMO_DRIFT_ONSET_MS = 3 * 60_000;
 const IMAGES_DIR = fileURLToPath(new URL('../../../firmware-images', import.meta.url));
 /** Approved by the demo's second operator, so they may go to the whole fleet (four eyes). */
 const DEMO_APPROVED = ['1.0.0', '1.1.0'];
@@ -86,9 +88,14 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     stateRoot: join(config.dataDir, 'fleet'),
     seed: 1,
     logger: pino({ level: options.logLevel }),
-    // Shorter trials than the 30 s default, so the demo is ready sooner: each device sees one
-    // vibration window a second.
+    // Shorter trials than the 30 s default, so the demo is ready sooner.
     health: { trial: { durationMs: DEMO_TRIAL_MS, minInferences: 8 } },
+    // Four vibration windows a second (instead of one): the 600-window drift baseline and the
+    // 600-window drift window fill in 2.5 minutes, so the drifting machines (one in ten) start
+    // drifting DEMO_DRIFT_ONSET_MS after their start and raise drift alerts minutes later.
+    sourceIntervalMs: DEMO_SOURCE_INTERVAL_MS,
+    drift: { windowMs: 600 * DEMO_SOURCE_INTERVAL_MS },
+    driftOnsetMs: DEMO_DRIFT_ONSET_MS,
   });
   const deadline = Date.now() + 60_000;
   while (hub.ctx.devices.list().filter((d) => d.online).length < options.devices && Date.now() < deadline) await sleep(200);
@@ -106,7 +113,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
   say(`waiting for golden probes and a ${DEMO_TRIAL_MS / 1000} s trial on every device…`);
   while (committed() < fleetIds.size && Date.now() < deadline + 60_000) await sleep(250);
   say(`${committed()}/${fleetIds.size} devices committed ${DEMO_MODEL}@1.0.0`);
-  const machines = simMachines(options.devices, 1);
+  const machines = simMachines(options.devices, 1, DEMO_DRIFT_ONSET_MS);
   const faultyIndex = Math.max(0, machines.findIndex((m) => m.fault && m.fault !== 'healthy'));
   const faulty = simDeviceId(faultyIndex);
   const faultyMachine = `${machines[faultyIndex]?.machine ?? 'pump-1800'} with ${machines[faultyIndex]?.fault ?? 'no fault'}`;
