@@ -226,7 +226,7 @@ test('resume across a hub restart: ids keep increasing and the events missed bef
   assert.equal(foreign.events[0]!.data.reason, 'unknown_id');
 });
 
-test('authentication: no or a bad credential is 401; a viewer session cookie streams; closing the hub ends open streams', async (t) => {
+test('authentication: no or a bad credential is 401; a viewer session cookie streams with heartbeats; a disabled user\'s stream ends; closing the hub ends open streams', async (t) => {
   const hub = await startTestHub(t, { stream: { heartbeatSeconds: 0.2 } });
   const url = `${hub.httpUrl}/api/v1/stream`;
   const anonymous = await openStream(t, url);
@@ -242,6 +242,16 @@ test('authentication: no or a bad credential is 401; a viewer session cookie str
   const token = await openStream(t, url, { token: hub.token });
   await emitAlerts(hub, session, 1, 1);
   await token.until('the alert', (events) => events.length === 1);
+
+  // A stream outlives its request: a user disabled since then loses it at the next heartbeat.
+  const otto = await hub.userToken('otto', 'viewer');
+  const revoked = await openStream(t, url, { token: otto });
+  await waitFor('otto streaming', () => revoked.lastEventId !== null);
+  assert.equal((await hub.api('PATCH', '/api/v1/users/otto', { disabled: true })).status, 200);
+  await waitFor('the disabled user\'s stream ended', () => revoked.ended);
+  assert.equal((await openStream(t, url, { token: otto })).status, 401, 'and it cannot reconnect');
+  assert.ok(!session.ended && !token.ended, 'the others stream on');
+  assert.match((await hub.api('GET', '/metrics')).body as string, /cairn_hub_stream_clients_dropped_total\{reason="credential"\} 1/);
 
   await hub.close(); // must not wait on the open streams
   await waitFor('both streams ended', () => session.ended && token.ended);

@@ -16,6 +16,7 @@ import { DeviceId } from '@cairn/shared';
 import type { ModuleOptions } from '../../infra/context.js';
 import { Errors } from '../../infra/errors.js';
 import { errorResponses } from '../../infra/api-schemas.js';
+import { accessRule, checkAccess } from '../operators/access.js';
 import { StreamJournal } from './stream-journal.js';
 import { StreamClient } from './stream-client.js';
 import { sseFrame, sseRetry, subscribeStreamEvents, type JournaledEventName } from './stream-events.js';
@@ -25,7 +26,8 @@ const streamPlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { ctx })
   const { config, db, clock, metrics, logger } = ctx;
   const settings = config.stream;
   const journal = new StreamJournal(db);
-  const clients = new Set<StreamClient>();
+  /** Each open stream with the credential it was opened with, re-checked at every heartbeat. */
+  const clients = new Map<StreamClient, { authorization: string | undefined; cookie: string | undefined }>();
 
   // Pruned every minute, and after every tenth of the bound in appends so a burst cannot outgrow it by more.
   const pruneEvery = Math.max(1, Math.floor(settings.journalMaxEvents / 10));
@@ -52,12 +54,12 @@ const streamPlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { ctx })
       return;
     }
     const frame = sseFrame(event, text, id);
-    for (const client of clients) client.deliver(event, frame);
+    for (const client of clients.keys()) client.deliver(event, frame);
     if (++appendsSincePrune >= pruneEvery) prune();
   };
   const stopEvents = subscribeStreamEvents(ctx.bus, ctx.devices, publish, (stored) => {
     let frame: string | undefined;
-    for (const client of clients) {
+    for (const client of clients.keys()) {
       if (client.device !== stored.deviceId) continue;
       frame ??= sseFrame('telemetry', JSON.stringify(stored));
       client.deliver('telemetry', frame);
@@ -66,14 +68,26 @@ const streamPlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { ctx })
 
   prune();
   const pruneJob = schedule('* * * * *', prune);
+  // A stream outlives the request that opened it: a token revoked, a session expired or a user
+  // disabled or demoted since then ends it at the next heartbeat (the client's reconnect is refused).
+  const rule = accessRule('GET', STREAM_ROUTE);
   const heartbeat = setInterval(() => {
-    for (const client of clients) client.heartbeat();
+    for (const [client, credential] of clients) {
+      const principal = ctx.operators.authenticate(credential.authorization, credential.cookie, { touch: false });
+      if (checkAccess(principal, rule, `GET ${STREAM_ROUTE}`)) {
+        metrics.streamClientsDropped.inc({ reason: 'credential' });
+        logger.info({ user: principal?.username ?? null }, 'ended a live stream whose credential no longer grants it');
+        client.end();
+      } else {
+        client.heartbeat();
+      }
+    }
   }, settings.heartbeatSeconds * 1000);
   heartbeat.unref();
 
   fastify.addHook('preClose', async () => {
     clearInterval(heartbeat);
-    for (const client of clients) client.end();
+    for (const client of clients.keys()) client.end();
   });
   fastify.addHook('onClose', async () => {
     stopEvents();
@@ -81,7 +95,7 @@ const streamPlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { ctx })
   });
 
   app.get(
-    '/api/v1/stream',
+    STREAM_ROUTE,
     {
       // A HEAD request would hold a connection open with nothing to send.
       exposeHeadRoute: false,
@@ -97,7 +111,10 @@ const streamPlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { ctx })
       },
     },
     async (request, reply) => {
-      if (request.body !== undefined && request.body !== null) throw Errors.badRequest('GET /api/v1/stream takes no request body');
+      // fastify does not parse GET bodies; a request announcing one is a confused client, refused
+      // rather than left holding a stream (nor can a test's inject() ever end one).
+      const { 'content-type': contentType, 'content-length': length, 'transfer-encoding': chunked } = request.headers;
+      if (contentType !== undefined || (length !== undefined && length !== '0') || chunked !== undefined) throw Errors.badRequest(`GET ${STREAM_ROUTE} takes no request body`);
       const device = request.query.device ?? null;
       if (device !== null && !ctx.devices.get(device)) throw Errors.deviceNotFound([device]);
       const header = request.headers['last-event-id'];
@@ -123,7 +140,7 @@ const streamPlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { ctx })
           logger.warn({ reason, maxBufferedBytes: settings.clientMaxBufferedBytes, actor: request.actor.actor }, 'dropped a live-stream client that does not keep up; it resumes from its last event id');
         },
       });
-      clients.add(client);
+      clients.set(client, { authorization: request.headers.authorization, cookie: request.headers.cookie });
       metrics.streamClients.set(clients.size);
       res.once('close', () => {
         clients.delete(client);
@@ -148,5 +165,7 @@ const streamPlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { ctx })
     },
   );
 };
+
+const STREAM_ROUTE = '/api/v1/stream';
 
 export default streamPlugin;
