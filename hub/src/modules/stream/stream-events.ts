@@ -12,7 +12,7 @@
  * | `telemetry`      | {deviceId, telemetry} (no id, not journaled)  | telemetry.stored, only to `?device=` clients of that device |
  * | `reset`          | {reason, lastEventId}                        | a resume the journal cannot serve |
  */
-import type { DeploymentStatusT } from '@cairn/shared';
+import type { ActiveBundleT, DeploymentStatusT } from '@cairn/shared';
 import type { EventBus, HubEvents } from '../../infra/bus.js';
 import type { DevicesRepository } from '../devices/devices.repository.js';
 
@@ -22,7 +22,7 @@ export type JournaledEventName = (typeof JOURNALED_EVENTS)[number];
 export interface DeviceStreamEvent {
   deviceId: string;
   online: boolean;
-  active: unknown;
+  active: ActiveBundleT | null;
   deployment: DeploymentStatusT | null;
 }
 
