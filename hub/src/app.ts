@@ -49,6 +49,7 @@ import { OperatorsService } from './modules/operators/operators.service.js';
 import { accessHook } from './modules/operators/access-hook.js';
 import operatorsPlugin from './modules/operators/operators.plugin.js';
 import keysPlugin from './modules/keys/keys.plugin.js';
+import streamPlugin from './modules/stream/stream.plugin.js';
 
 export interface Hub {
   app: FastifyInstance;
@@ -185,6 +186,7 @@ export async function buildHub(config: HubConfig, options: BuildHubOptions = {})
   app.get('/metrics', async (_request, reply) => {
     const connected = broker.port.connectedClients();
     if (connected !== null) metrics.connectedClients.set(connected);
+    metrics.devicesOnline.set(devices.countOnline());
     reply.type(metrics.registry.contentType);
     return metrics.registry.metrics();
   });
@@ -200,11 +202,13 @@ export async function buildHub(config: HubConfig, options: BuildHubOptions = {})
   await app.register(operatorsPlugin, modules);
   await app.register(auditPlugin, modules);
   await app.register(keysPlugin, modules);
+  await app.register(streamPlugin, modules);
   await app.register(consolePlugin, modules);
 
   app.addHook('onClose', async () => {
     await broker.close();
     db.close();
+    metrics.close();
   });
 
   return { app, ctx, broker, adminToken: { tokenFile: bootstrap.adminTokenFile }, adminPasswordFile: bootstrap.adminPasswordFile, routes };

@@ -143,6 +143,21 @@ export const HubConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    /** The live stream (`GET /api/v1/stream`, server-sent events) and its resumable journal. */
+    stream: Type.Object(
+      {
+        /** The journal keeps at most this many events and none older than `journalMaxAgeHours`; a client behind that gets `reset`. */
+        journalMaxEvents: Type.Integer({ minimum: 100, default: 100_000 }),
+        journalMaxAgeHours: Type.Number({ exclusiveMinimum: 0, default: 24 }),
+        /** A comment line this often keeps proxies and idle-timeouts from closing a quiet stream. */
+        heartbeatSeconds: Type.Number({ exclusiveMinimum: 0, maximum: 300, default: 15 }),
+        /** The reconnection delay suggested to clients (`retry:`). */
+        retryMs: Type.Integer({ minimum: 100, maximum: 600_000, default: 3000 }),
+        /** A client with more than this many bytes written but not yet taken by its socket is dropped (it resumes with Last-Event-ID). */
+        clientMaxBufferedBytes: Type.Integer({ minimum: 1024, default: 4 * 1024 * 1024 }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
     approval: Type.Object(
       {
         /** How many devices an unapproved model version may run on at most (the canary). */

@@ -1,14 +1,17 @@
 /**
  * Prometheus metrics of the hub (prom-client, one registry per hub instance so tests can run
- * several hubs in one process). Served at GET /metrics.
+ * several hubs in one process). Served at GET /metrics. `close()` stops the event-loop monitor.
  */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 
 export function createMetrics() {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'cairn_hub_' });
+  const eventLoop = new EventLoopDelayWindow();
   return {
     registry,
+    close: () => eventLoop.stop(),
     /** Device messages dropped on receipt, by topic kind and reason (bad_topic, too_large, not_json, too_deep, schema; a module's own, e.g. future_timestamp). */
     rejectedMessages: new Counter({
       name: 'cairn_hub_rejected_messages_total',
@@ -75,7 +78,83 @@ export function createMetrics() {
       labelNames: ['cause'] as const,
       registers: [registry],
     }),
+    /**
+     * How late the event loop ran timers, over the last complete minute (the running one until a
+     * first minute has passed). Every MQTT handler, SQLite write and HTTP request shares this loop:
+     * a p99 in the hundreds of milliseconds means acknowledgements and the API are stalling.
+     */
+    eventLoopDelay: new Gauge({
+      name: 'cairn_hub_event_loop_delay_seconds',
+      help: 'Event-loop delay beyond the sampling interval over the last complete minute (perf_hooks.monitorEventLoopDelay), by quantile',
+      labelNames: ['quantile'] as const,
+      registers: [registry],
+      collect() {
+        const delay = eventLoop.quantiles();
+        this.set({ quantile: '0.5' }, delay.p50);
+        this.set({ quantile: '0.99' }, delay.p99);
+      },
+    }),
+    /** Set at each scrape from the devices table (the MQTT client gauge also counts connections that never sent a birth). */
+    devicesOnline: new Gauge({ name: 'cairn_hub_devices_online', help: 'Enrolled devices whose last presence message said online', registers: [registry] }),
+    streamClients: new Gauge({ name: 'cairn_hub_stream_clients', help: 'Clients connected to the live stream (GET /api/v1/stream)', registers: [registry] }),
+    streamEventsSent: new Counter({
+      name: 'cairn_hub_stream_events_sent_total',
+      help: 'Live-stream events written to clients (replays included), by event name',
+      labelNames: ['event'] as const,
+      registers: [registry],
+    }),
+    streamClientsDropped: new Counter({
+      name: 'cairn_hub_stream_clients_dropped_total',
+      help: 'Live-stream clients the hub disconnected, by reason (slow: more buffered than stream.clientMaxBufferedBytes)',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+    streamResets: new Counter({
+      name: 'cairn_hub_stream_resets_total',
+      help: 'Live-stream resumes answered with a reset event, by reason (too_old, unknown_id)',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
   };
 }
+
+/**
+ * p50 and p99 of the event-loop delay over fixed one-minute windows. monitorEventLoopDelay
+ * samples with a timer every RESOLUTION_MS and records the whole interval, so an idle loop
+ * reads about RESOLUTION_MS: that interval is taken off, leaving the lateness alone.
+ */
+class EventLoopDelayWindow {
+  private readonly monitor = monitorEventLoopDelay({ resolution: RESOLUTION_MS });
+  private lastWindow: { p50: number; p99: number } | null = null;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor() {
+    this.monitor.enable();
+    this.timer = setInterval(() => {
+      this.lastWindow = this.read();
+      this.monitor.reset();
+    }, WINDOW_MS);
+    this.timer.unref();
+  }
+
+  /** In seconds. */
+  quantiles(): { p50: number; p99: number } {
+    return this.lastWindow ?? this.read();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.monitor.disable();
+  }
+
+  private read(): { p50: number; p99: number } {
+    if (this.monitor.count === 0) return { p50: 0, p99: 0 };
+    const lateness = (ns: number) => Math.max(0, ns / 1e6 - RESOLUTION_MS) / 1000;
+    return { p50: lateness(this.monitor.percentile(50)), p99: lateness(this.monitor.percentile(99)) };
+  }
+}
+
+const RESOLUTION_MS = 10;
+const WINDOW_MS = 60_000;
 
 export type HubMetrics = ReturnType<typeof createMetrics>;

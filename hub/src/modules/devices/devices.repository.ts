@@ -88,6 +88,10 @@ export class DevicesRepository {
     return (this.db.prepare('SELECT * FROM devices ORDER BY id').all() as DeviceRow[]).map((r) => this.toDevice(r));
   }
 
+  countOnline(): number {
+    return (this.db.prepare('SELECT COUNT(*) AS n FROM devices WHERE online = 1').get() as { n: number }).n;
+  }
+
   private ensure(id: string, now: number): void {
     this.db.prepare('INSERT INTO devices (id, first_seen_at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING').run(id, now);
   }

@@ -91,6 +91,9 @@ export const ACCESS_TABLE: Readonly<Record<string, AccessRule>> = {
   // Approving the rollout's model is the four-eyes approval of the version itself.
   'POST /api/v1/rollouts/:id/approve': rule('operator', 'models:approve'),
 
+  // Live events of devices, rollouts, alerts and work orders: what the console's pages show.
+  'GET /api/v1/stream': rule('viewer', 'stream:read'),
+
   'GET /api/v1/audit': rule('operator', 'audit:read'),
   'GET /api/v1/audit/head': rule('operator', 'audit:read'),
 

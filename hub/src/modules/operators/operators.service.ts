@@ -100,8 +100,12 @@ export class OperatorsService {
     return { adminTokenFile, adminPasswordFile };
   }
 
-  /** The principal behind a request's credentials, or null. A Bearer header wins over a cookie. */
-  authenticate(authorization: string | undefined, cookieHeader: string | undefined): Principal | null {
+  /**
+   * The principal behind a request's credentials, or null. A Bearer header wins over a cookie.
+   * `touch: false` checks without counting as use (a long-lived stream re-checking its
+   * credential must not keep an idle session alive).
+   */
+  authenticate(authorization: string | undefined, cookieHeader: string | undefined, { touch = true }: { touch?: boolean } = {}): Principal | null {
     const { repo, clock } = this.deps;
     const now = clock();
     if (authorization !== undefined) {
@@ -111,7 +115,7 @@ export class OperatorsService {
       if (!token || token.revokedAt !== null || (token.expiresAt !== null && token.expiresAt <= now)) return null;
       const owner = repo.userById(token.userId);
       if (!owner || owner.disabled) return null;
-      repo.touchToken(token, now);
+      if (touch) repo.touchToken(token, now);
       return { userId: owner.id, username: owner.username, role: lowerRole(token.role, owner.role), scopes: token.scopes, via: { kind: 'token', id: token.id } };
     }
     const sessionId = readCookie(cookieHeader, SESSION_COOKIE);
@@ -124,7 +128,7 @@ export class OperatorsService {
     }
     const user = repo.userById(session.userId);
     if (!user || user.disabled) return null;
-    repo.touchSession(session, now);
+    if (touch) repo.touchSession(session, now);
     return { userId: user.id, username: user.username, role: user.role, scopes: null, via: { kind: 'session', id: sessionLabel(session.digest) } };
   }
 
