@@ -110,3 +110,8 @@ export function section(route: Route): 'fleet' | 'models' | 'rollouts' | 'alerts
       return null;
   }
 }
+
+/** What identifies a page instance: the route without its query (a new device is a new page; a new range is not). */
+export function routeKey(route: Route): string {
+  return routeHref(route).split('?')[0] ?? '';
+}
