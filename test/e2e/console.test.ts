@@ -5,31 +5,16 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { pino } from 'pino';
-import { simulateFleet } from '@cairn/agent';
-import { buildDemoModel } from '@cairn/hub/training/demo-model.js';
-import { startTestHub } from '../helpers/hub.js';
-import { launchBrowser, screenshot } from '../helpers/browser.js';
+import { readFileSync } from 'node:fs';
+import { startConsole } from '../helpers/console.js';
+import { screenshot } from '../helpers/browser.js';
 import { waitFor } from '../helpers/wait.js';
 
 const DEVICES = 6;
 
-test('fleet page: password sign-in, live device list, selector-style filter, deployment progress', async (t) => {
-  const hub = await startTestHub(t);
-  await hub.api('POST', '/api/v1/models?name=pdm&version=1.0.0', buildDemoModel({ seed: 5 }).bytes);
-  await hub.approve('pdm@1.0.0');
-  const stateRoot = mkdtempSync(join(tmpdir(), 'cairn-e2e-fleet-'));
-  t.after(() => rmSync(stateRoot, { recursive: true, force: true }));
-  const fleet = await simulateFleet({ hubUrl: hub.httpUrl, devices: DEVICES, stateRoot, seed: 3, telemetryIntervalMs: 500, logger: pino({ level: 'silent' }), enrollmentToken: hub.enrollment.token });
-  t.after(() => fleet.stop());
-  await waitFor('fleet online', () => hub.ctx.devices.list().filter((d) => d.online).length === DEVICES);
-
-  const browser = await launchBrowser();
-  t.after(() => browser.close());
-  const { page } = browser;
+test('fleet page: password sign-in, live device list, selector filter, deployment progress', async (t) => {
+  const { hub, browser, page, fleet } = await startConsole(t, { devices: DEVICES, model: 'pdm@1.0.0' });
+  assert.ok(fleet);
 
   const signIn = async (username: string, password: string) => {
     await page.getByTestId('username-input').fill(username);
@@ -67,7 +52,15 @@ test('fleet page: password sign-in, live device list, selector-style filter, dep
   await waitFor('filtered rows', async () => (await page.getByTestId('device-row').count()) === plant1.length);
   const shown = await page.getByTestId('device-row').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-device-id')));
   assert.deepEqual(shown.sort(), plant1);
+
+  // The selector is validated as it is typed: a half-typed selector is marked invalid, names the
+  // position, and leaves the last valid filter applied.
+  await page.getByTestId('device-filter').fill('site=plant-1,line in (');
+  assert.equal(await page.getByTestId('device-filter').getAttribute('data-valid'), 'false');
+  assert.match((await page.getByTestId('device-filter-hint').textContent()) ?? '', /position \d+/);
+  assert.equal(await page.getByTestId('device-row').count(), plant1.length);
   await page.getByTestId('device-filter').fill('');
+  await waitFor('unfiltered rows', async () => (await page.getByTestId('device-row').count()) === DEVICES);
 
   // A deployment made through the API appears in the page without a reload.
   const deployment = await hub.api('POST', '/api/v1/deployments', { model: 'pdm@1.0.0', selector: 'site=plant-1' });
