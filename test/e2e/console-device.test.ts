@@ -33,7 +33,7 @@ test('device page: facts, labels and charts with data points', async (t) => {
   await page.getByTestId('range-6h').click();
   assert.match(await page.evaluate('location.hash') as string, /range=6h/);
   await page.reload();
-  await page.getByTestId('range-6h').and(page.locator('[aria-checked="true"]')).waitFor();
+  await page.getByTestId('range-6h').and(page.locator('[aria-pressed="true"]')).waitFor();
 
   await page.setViewportSize({ width: 390, height: 800 });
   await screenshot(page, 'console-device-narrow');

@@ -79,14 +79,33 @@ test('fleet page: password sign-in, live device list, selector filter, deploymen
   await screenshot(page, 'console-fleet-narrow');
   await page.setViewportSize({ width: 1280, height: 800 });
 
+  // A model version's page: signing key and lineage; the audit log filtered by action.
+  await page.getByTestId('nav-models').click();
+  await page.locator('[data-testid="model-row"] a').first().click();
+  await page.getByTestId('model-detail').getByTestId('lineage').waitFor();
+  assert.match((await page.getByTestId('lineage').textContent()) ?? '', /Signing keys/);
+  await screenshot(page, 'console-model');
+  await page.getByTestId('nav-audit').click();
+  await page.getByTestId('audit-row').first().waitFor();
+  await page.getByTestId('audit-action').fill('deployment.create');
+  await page.getByTestId('audit-apply').click();
+  await waitFor('audit filtered', async () => {
+    const actions = await page.getByTestId('audit-row').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-action')));
+    return actions.length === 1 && actions[0] === 'deployment.create';
+  });
+  await screenshot(page, 'console-audit');
+
   // Signing out ends the session on the hub: a reload shows the sign-in panel again.
   await page.getByTestId('sign-out').click();
   await page.getByTestId('sign-in').waitFor();
   await page.reload();
   await page.getByTestId('sign-in').waitFor();
 
-  // A viewer sees the fleet and their role.
+  // A viewer signs in where the page was (the audit log, an operator's page: they are told so)
+  // and sees the fleet and their role.
   await signIn('watcher', await hub.createUser('watcher', 'viewer'));
+  await page.getByText('Reading the audit log needs the operator role.').waitFor();
+  await page.getByTestId('nav-fleet').click();
   await page.getByTestId('device-row').nth(DEVICES - 1).waitFor();
   assert.equal(await page.getByTestId('role').getAttribute('data-role'), 'viewer');
   assert.deepEqual(browser.pageErrors, []);
