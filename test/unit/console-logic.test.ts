@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import type { Device, DeviceEvent, RawTelemetry } from '@cairn/console/lib/api.js';
-import { query } from '@cairn/console/lib/api.js';
+import { ApiError, query, unlessRouteMissing } from '@cairn/console/lib/api.js';
 import { checkSelector } from '@cairn/console/lib/selector-check.js';
 import { EMPTY_FILTER, filterDevices, NO_MODEL, sortDevices, versionsOf } from '@cairn/console/lib/device-filter.js';
 import { rowWindow } from '@cairn/console/lib/virtual-rows.js';
@@ -203,4 +203,11 @@ test('formatting helpers', () => {
   assert.equal(relativeTime(1000, 61_000), '1 min ago');
   assert.equal(query({ a: 1, b: undefined, c: '', d: 'x y' }), '?a=1&d=x+y');
   assert.equal(query({}), '');
+});
+
+test('a route the hub does not have yet reads as null; any other failure still throws', async () => {
+  assert.equal(await unlessRouteMissing(Promise.reject(new ApiError(404, 'CAIRN_NOT_FOUND', 'no route for GET /api/v1/fleet/summary'))), null);
+  assert.deepEqual(await unlessRouteMissing(Promise.resolve({ devices: 1 })), { devices: 1 });
+  await assert.rejects(unlessRouteMissing(Promise.reject(new ApiError(404, 'CAIRN_DEVICE_NOT_FOUND', 'no device x'))), /no device x/);
+  await assert.rejects(unlessRouteMissing(Promise.reject(new ApiError(500, 'CAIRN_INTERNAL', 'boom'))), /boom/);
 });

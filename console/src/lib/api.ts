@@ -310,6 +310,20 @@ export interface AuditQuery {
   limit?: number;
 }
 
+/** `GET /api/v1/fleet/summary` (issue 7; the alert counts are added when the alerts module merges). */
+export interface FleetSummaryView {
+  devices: number;
+  online: number;
+  offline: number;
+  byVersion: { name: string; version: string; devices: number }[];
+  noModel: number;
+  drifting: number;
+  driftWarning: number;
+  alerting?: number;
+  openAlerts?: number;
+  openWorkOrders?: number;
+}
+
 /** Codes the client produces itself, for failures that never reached the hub's error handler. */
 export const CLIENT_ERRORS = {
   network: 'CAIRN_CLIENT_NETWORK',
@@ -462,13 +476,15 @@ export function createApi(options: ApiOptions) {
      * `GET /api/v1/devices/:id/telemetry` (seriesFromRaw). When the series route answers, it is used.
      */
     async deviceSeries(id: string, from: number, to: number, signal?: AbortSignal): Promise<Series> {
-      try {
-        return await request<Series>('GET', `/api/v1/telemetry/series${query({ device: id, from, to })}`, { signal });
-      } catch (error) {
-        if (!(error instanceof ApiError) || error.status !== 404 || error.code === 'CAIRN_DEVICE_NOT_FOUND') throw error;
-      }
+      const series = await unlessRouteMissing(request<Series>('GET', `/api/v1/telemetry/series${query({ device: id, from, to })}`, { signal }));
+      if (series !== null) return series;
       const raw = await request<{ points: RawTelemetry[] }>('GET', `/api/v1/devices/${encodeURIComponent(id)}/telemetry${query({ from, to, limit: 10_000 })}`, { signal });
       return seriesFromRaw(raw.points, from, to);
+    },
+
+    /** Issue 7's fleet counters (drift, alerts), or null from a hub that does not have them yet. */
+    fleetSummary(signal?: AbortSignal): Promise<FleetSummaryView | null> {
+      return unlessRouteMissing(request<FleetSummaryView>('GET', '/api/v1/fleet/summary', { signal }));
     },
 
     async listModels(signal?: AbortSignal): Promise<ModelSummary[]> {
@@ -588,4 +604,18 @@ export function query(params: Record<string, string | number | boolean | undefin
   for (const [key, value] of Object.entries(params)) if (value !== undefined && value !== '') search.set(key, String(value));
   const text = search.toString();
   return text === '' ? '' : `?${text}`;
+}
+
+/**
+ * The answer, or null when the hub has no such route (404 `CAIRN_NOT_FOUND`, the hub's answer for
+ * an unknown path; a 404 about a missing device or model has its own code and still throws). How
+ * the console uses issue 7's routes before they are on every hub.
+ */
+export async function unlessRouteMissing<T>(answer: Promise<T>): Promise<T | null> {
+  try {
+    return await answer;
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404 && error.code === 'CAIRN_NOT_FOUND') return null;
+    throw error;
+  }
 }
