@@ -16,7 +16,7 @@ import { parseRoute, routeHref, routeKey, section, type Route } from '@cairn/con
 import { chartColumns, countValues, seriesFromRaw } from '@cairn/console/lib/series.js';
 import { buildRolloutRequest, emptyForm } from '@cairn/console/lib/rollout-form.js';
 import { deploymentHistory } from '@cairn/console/lib/deployment-history.js';
-import { actionsFor } from '@cairn/console/lib/rollout-status.js';
+import { actionsFor, stopReasonText, waitingText } from '@cairn/console/lib/rollout-status.js';
 import { canOperate, canReadAudit } from '@cairn/console/lib/roles.js';
 import { bytes, duration, percent, relativeTime, words } from '@cairn/console/lib/format.js';
 import { parseSelector } from '@cairn/shared/selector/label-selector.js';
@@ -210,4 +210,13 @@ test('a route the hub does not have yet reads as null; any other failure still t
   assert.deepEqual(await unlessRouteMissing(Promise.resolve({ devices: 1 })), { devices: 1 });
   await assert.rejects(unlessRouteMissing(Promise.reject(new ApiError(404, 'CAIRN_DEVICE_NOT_FOUND', 'no device x'))), /no device x/);
   await assert.rejects(unlessRouteMissing(Promise.reject(new ApiError(500, 'CAIRN_INTERNAL', 'boom'))), /boom/);
+});
+
+test('rollout stop and waiting reasons read as sentences', () => {
+  assert.equal(stopReasonText({ kind: 'operator', actor: 'user:ann', stage: 0 }, 'paused'), 'Paused by user:ann at stage 1.');
+  assert.equal(stopReasonText({ kind: 'breach', stage: 1, cause: 'failure_threshold', detail: { failureShare: 50 } }, 'rolled_back'), 'Rolled back at stage 2: the failure threshold was exceeded ({"failureShare":50}).');
+  assert.match(stopReasonText({ kind: 'breach', stage: 0, cause: 'driftPsi' }, 'paused'), /the drift PSI gate was breached/);
+  assert.equal(stopReasonText(null, 'running'), '');
+  assert.equal(waitingText({ reason: 'rate_limited', perMinute: 5 }), 'Rate limited to 5 devices per minute.');
+  assert.match(waitingText({ reason: 'approval_required', devices: 9, canary: 1 }), /not approved/);
 });
