@@ -39,5 +39,11 @@ test('alerts page: an offline alert appears and is acknowledged', async (t) => {
   await row.waitFor();
   assert.equal(await row.getAttribute('data-state'), 'acknowledged');
   assert.equal((await hub.api('GET', `/api/v1/alerts/${alert.id}`)).body.acknowledgedBy, 'operator-1');
+
+  // Until it is resolved, the device carries an alert badge in the fleet, and the filter finds it.
+  await c.open('#/');
+  await page.locator('[data-testid="device-row"][data-device-id="sim-0001"] [data-testid="alert-badge"]').waitFor();
+  await page.getByTestId('attention-filter').selectOption('alerting');
+  await waitFor('only the alerting device', async () => (await page.getByTestId('device-row').count()) === 1);
   assert.deepEqual(c.browser.pageErrors, []);
 });

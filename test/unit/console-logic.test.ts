@@ -7,10 +7,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import type { Device, DeviceEvent, RawTelemetry } from '@cairn/console/lib/api.js';
+import type { Alert, Device, DeviceEvent, RawTelemetry } from '@cairn/console/lib/api.js';
 import { ApiError, query, unlessRouteMissing } from '@cairn/console/lib/api.js';
 import { checkSelector } from '@cairn/console/lib/selector-check.js';
-import { EMPTY_FILTER, filterDevices, NO_MODEL, sortDevices, versionsOf } from '@cairn/console/lib/device-filter.js';
+import { alertBadges, EMPTY_FILTER, filterDevices, NO_MODEL, sortDevices, versionsOf } from '@cairn/console/lib/device-filter.js';
 import { rowWindow } from '@cairn/console/lib/virtual-rows.js';
 import { parseRoute, routeHref, routeKey, section, type Route } from '@cairn/console/lib/routes.js';
 import { chartColumns, countValues, seriesFromRaw } from '@cairn/console/lib/series.js';
@@ -219,4 +219,14 @@ test('rollout stop and waiting reasons read as sentences', () => {
   assert.equal(stopReasonText(null, 'running'), '');
   assert.equal(waitingText({ reason: 'rate_limited', perMinute: 5 }), 'Rate limited to 5 devices per minute.');
   assert.match(waitingText({ reason: 'approval_required', devices: 9, canary: 1 }), /not approved/);
+});
+
+test('alert badges: unresolved alerts per device; the attention filter uses them', () => {
+  const alert = (id: string, deviceId: string, cause: Alert['cause'], state: Alert['state'], severity: Alert['severity'] = 'warning') =>
+    ({ id, deviceId, cause, state, severity }) as Alert;
+  const badges = alertBadges([alert('1', 'a', 'drift', 'open'), alert('2', 'a', 'offline', 'acknowledged', 'critical'), alert('3', 'b', 'offline', 'open'), alert('4', 'c', 'drift', 'resolved')]);
+  assert.deepEqual(Object.fromEntries(badges), { a: { count: 2, drift: true, critical: true }, b: { count: 1, drift: false, critical: false } });
+  const devices = ['a', 'b', 'c'].map((id) => device(id, {}));
+  assert.deepEqual(filterDevices(devices, { ...EMPTY_FILTER, attention: 'alerting' }, badges).map((d) => d.id), ['a', 'b']);
+  assert.deepEqual(filterDevices(devices, { ...EMPTY_FILTER, attention: 'drifting' }, badges).map((d) => d.id), ['a']);
 });

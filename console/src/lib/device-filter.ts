@@ -4,13 +4,36 @@
  * trip). The label selector is the hub's own syntax and semantics (selector-check.ts), so a
  * filter here shows exactly the devices `GET /api/v1/devices?selector=` and a rollout target.
  */
-import type { Device } from './api.js';
+import type { Alert, Device } from './api.js';
 import { matchesSelector, type Selector } from './selector-check.js';
 import { modelRef } from './format.js';
 
 export type StatusFilter = 'all' | 'online' | 'offline';
 /** `''` is every version; `NO_MODEL` the devices serving none. */
 export const NO_MODEL = '(none)';
+
+/** A device's unresolved alerts, for the fleet's badges and the attention filter. */
+export interface AlertBadge {
+  count: number;
+  drift: boolean;
+  critical: boolean;
+}
+
+/** Unresolved alerts grouped by device. */
+export function alertBadges(alerts: readonly Alert[]): Map<string, AlertBadge> {
+  const badges = new Map<string, AlertBadge>();
+  for (const alert of alerts) {
+    if (alert.state === 'resolved') continue;
+    const badge = badges.get(alert.deviceId) ?? { count: 0, drift: false, critical: false };
+    badge.count += 1;
+    badge.drift ||= alert.cause === 'drift';
+    badge.critical ||= alert.severity === 'critical';
+    badges.set(alert.deviceId, badge);
+  }
+  return badges;
+}
+
+export type AttentionFilter = 'any' | 'alerting' | 'drifting';
 
 export interface DeviceFilter {
   selector: Selector;
@@ -19,11 +42,15 @@ export interface DeviceFilter {
   version: string;
   /** Case-insensitive substring of the device id. */
   text: string;
+  /** Devices with unresolved alerts, or drift alerts (needs `badges`). */
+  attention?: AttentionFilter;
 }
 
 export const EMPTY_FILTER: DeviceFilter = { selector: [], status: 'all', version: '', text: '' };
 
-export function matchesFilter(device: Device, filter: DeviceFilter): boolean {
+export function matchesFilter(device: Device, filter: DeviceFilter, badges?: ReadonlyMap<string, AlertBadge>): boolean {
+  if (filter.attention === 'alerting' && !badges?.has(device.id)) return false;
+  if (filter.attention === 'drifting' && !badges?.get(device.id)?.drift) return false;
   if (filter.status === 'online' && !device.online) return false;
   if (filter.status === 'offline' && device.online) return false;
   if (filter.version !== '') {
@@ -34,9 +61,9 @@ export function matchesFilter(device: Device, filter: DeviceFilter): boolean {
   return filter.selector.length === 0 || matchesSelector(filter.selector, device.labels);
 }
 
-export function filterDevices(devices: readonly Device[], filter: DeviceFilter): readonly Device[] {
-  const idle = filter.selector.length === 0 && filter.status === 'all' && filter.version === '' && filter.text === '';
-  return idle ? devices : devices.filter((device) => matchesFilter(device, filter));
+export function filterDevices(devices: readonly Device[], filter: DeviceFilter, badges?: ReadonlyMap<string, AlertBadge>): readonly Device[] {
+  const idle = filter.selector.length === 0 && filter.status === 'all' && filter.version === '' && filter.text === '' && (filter.attention ?? 'any') === 'any';
+  return idle ? devices : devices.filter((device) => matchesFilter(device, filter, badges));
 }
 
 /** Every `name@version` served in the fleet, for the version filter's options (sorted). */
