@@ -5,31 +5,16 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { pino } from 'pino';
-import { simulateFleet } from '@cairn/agent';
-import { buildDemoModel } from '@cairn/hub/training/demo-model.js';
-import { startTestHub } from '../helpers/hub.js';
-import { launchBrowser, screenshot } from '../helpers/browser.js';
+import { readFileSync } from 'node:fs';
+import { startConsole } from '../helpers/console.js';
+import { screenshot } from '../helpers/browser.js';
 import { waitFor } from '../helpers/wait.js';
 
 const DEVICES = 6;
 
-test('fleet page: password sign-in, live device list, selector-style filter, deployment progress', async (t) => {
-  const hub = await startTestHub(t);
-  await hub.api('POST', '/api/v1/models?name=pdm&version=1.0.0', buildDemoModel({ seed: 5 }).bytes);
-  await hub.approve('pdm@1.0.0');
-  const stateRoot = mkdtempSync(join(tmpdir(), 'cairn-e2e-fleet-'));
-  t.after(() => rmSync(stateRoot, { recursive: true, force: true }));
-  const fleet = await simulateFleet({ hubUrl: hub.httpUrl, devices: DEVICES, stateRoot, seed: 3, telemetryIntervalMs: 500, logger: pino({ level: 'silent' }), enrollmentToken: hub.enrollment.token });
-  t.after(() => fleet.stop());
-  await waitFor('fleet online', () => hub.ctx.devices.list().filter((d) => d.online).length === DEVICES);
-
-  const browser = await launchBrowser();
-  t.after(() => browser.close());
-  const { page } = browser;
+test('fleet page: password sign-in, live device list, selector filter, deployment progress', async (t) => {
+  const { hub, browser, page, fleet } = await startConsole(t, { devices: DEVICES, model: 'pdm@1.0.0' });
+  assert.ok(fleet);
 
   const signIn = async (username: string, password: string) => {
     await page.getByTestId('username-input').fill(username);
@@ -67,7 +52,15 @@ test('fleet page: password sign-in, live device list, selector-style filter, dep
   await waitFor('filtered rows', async () => (await page.getByTestId('device-row').count()) === plant1.length);
   const shown = await page.getByTestId('device-row').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-device-id')));
   assert.deepEqual(shown.sort(), plant1);
+
+  // The selector is validated as it is typed: a half-typed selector is marked invalid, names the
+  // position, and leaves the last valid filter applied.
+  await page.getByTestId('device-filter').fill('site=plant-1,line in (');
+  assert.equal(await page.getByTestId('device-filter').getAttribute('data-valid'), 'false');
+  assert.match((await page.getByTestId('device-filter-hint').textContent()) ?? '', /position \d+/);
+  assert.equal(await page.getByTestId('device-row').count(), plant1.length);
   await page.getByTestId('device-filter').fill('');
+  await waitFor('unfiltered rows', async () => (await page.getByTestId('device-row').count()) === DEVICES);
 
   // A deployment made through the API appears in the page without a reload.
   const deployment = await hub.api('POST', '/api/v1/deployments', { model: 'pdm@1.0.0', selector: 'site=plant-1' });
@@ -86,14 +79,33 @@ test('fleet page: password sign-in, live device list, selector-style filter, dep
   await screenshot(page, 'console-fleet-narrow');
   await page.setViewportSize({ width: 1280, height: 800 });
 
+  // A model version's page: signing key and lineage; the audit log filtered by action.
+  await page.getByTestId('nav-models').click();
+  await page.locator('[data-testid="model-row"] a').first().click();
+  await page.getByTestId('model-detail').getByTestId('lineage').waitFor();
+  assert.match((await page.getByTestId('lineage').textContent()) ?? '', /Signing keys/);
+  await screenshot(page, 'console-model');
+  await page.getByTestId('nav-audit').click();
+  await page.getByTestId('audit-row').first().waitFor();
+  await page.getByTestId('audit-action').fill('deployment.create');
+  await page.getByTestId('audit-apply').click();
+  await waitFor('audit filtered', async () => {
+    const actions = await page.getByTestId('audit-row').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-action')));
+    return actions.length === 1 && actions[0] === 'deployment.create';
+  });
+  await screenshot(page, 'console-audit');
+
   // Signing out ends the session on the hub: a reload shows the sign-in panel again.
   await page.getByTestId('sign-out').click();
   await page.getByTestId('sign-in').waitFor();
   await page.reload();
   await page.getByTestId('sign-in').waitFor();
 
-  // A viewer sees the fleet and their role.
+  // A viewer signs in where the page was (the audit log, an operator's page: they are told so)
+  // and sees the fleet and their role.
   await signIn('watcher', await hub.createUser('watcher', 'viewer'));
+  await page.getByText('Reading the audit log needs the operator role.').waitFor();
+  await page.getByTestId('nav-fleet').click();
   await page.getByTestId('device-row').nth(DEVICES - 1).waitFor();
   assert.equal(await page.getByTestId('role').getAttribute('data-role'), 'viewer');
   assert.deepEqual(browser.pageErrors, []);

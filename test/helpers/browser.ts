@@ -51,6 +51,8 @@ export async function launchBrowser(options: LaunchOptions = {}): Promise<TestBr
       args: CHROMIUM_ARGS,
       viewport: options.viewport ?? { width: 1280, height: 800 },
       colorScheme: options.colorScheme ?? 'light',
+      // Screenshots show settled pages: the console honours reduced motion by turning transitions off.
+      reducedMotion: 'reduce',
       timeout: 30_000,
     });
   } catch (error) {

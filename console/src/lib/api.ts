@@ -7,6 +7,7 @@
  * code (`CAIRN_*`, see hub/src/infra/errors.ts), one of the client-side codes below, or
  * `HTTP_<status>` when an error answer had no error body (a proxy's 502 page, say).
  */
+import { seriesFromRaw } from './series.js';
 
 export const DEPLOYMENT_PHASES = ['received', 'downloading', 'verifying', 'probing', 'trial', 'committed', 'rolled_back', 'failed'] as const;
 export type DeploymentPhase = (typeof DEPLOYMENT_PHASES)[number];
@@ -52,6 +53,275 @@ export interface Operator {
 export interface DeviceList {
   devices: Device[];
   total: number;
+}
+
+/** `GET /api/v1/devices/:id`: the list's view plus what the device page shows. */
+export interface DeviceDetail extends Device {
+  firstSeenAt: string | null;
+  operatorLabels: Record<string, string>;
+  lastDesiredSeq: number | null;
+  keyringVersion: number | null;
+  hardware: Record<string, unknown> | null;
+}
+
+export interface MaintenanceAlertEvidence {
+  machine: string;
+  faultClass: string;
+  confidence: number;
+  rule: string;
+  windows: { ts: number; probability: number }[];
+  model: { name: string; version: string; digest: string };
+}
+
+/** One device event (`GET /api/v1/devices/:id/events`), newest first; `ts` is epoch ms. */
+export interface DeviceEvent {
+  eventId: string;
+  ts: number;
+  type: 'deployment' | 'desired_rejected' | 'inference_error' | 'maintenance_alert';
+  deploymentId?: string;
+  seq?: number;
+  phase?: DeploymentPhase;
+  digest?: string;
+  reason?: string;
+  message?: string;
+  alert?: MaintenanceAlertEvidence;
+}
+
+/** One raw telemetry summary as the agent sent it (`GET /api/v1/devices/:id/telemetry`). */
+export interface RawTelemetry {
+  seq: number;
+  ts: number;
+  intervalMs: number;
+  inferences: number;
+  errors: number;
+  latencyMs: { p50: number; p95: number; p99: number; max: number } | null;
+  rssMb: number;
+  cpuPct: number;
+  active: ActiveModel | null;
+  drift?: { predictionPsi: number | null; maxFeaturePsi: number | null; status: string };
+}
+
+/** One bucket of `GET /api/v1/telemetry/series` (issue 7's contract); every number may be null. */
+export interface SeriesPoint {
+  t: number;
+  summaries: number;
+  inferences: number | null;
+  errors: number | null;
+  inferenceRate: number | null;
+  errorRate: number | null;
+  latencyP50Ms: number | null;
+  latencyP95Ms: number | null;
+  cpuPct: number | null;
+  rssMb: number | null;
+  predictionPsi: number | null;
+  maxFeaturePsi: number | null;
+}
+
+export interface Series {
+  from: number;
+  to: number;
+  stepMs: number;
+  source: 'raw' | 'minute' | 'hour';
+  devices: number;
+  points: SeriesPoint[];
+}
+
+export interface TensorSpec {
+  name: string;
+  type?: string;
+  shape?: (number | string | null)[];
+}
+
+export interface ModelSummary {
+  name: string;
+  version: string;
+  releaseCounter: number;
+  digest: string;
+  size: number;
+  createdAt: string;
+  inputs: TensorSpec[];
+  outputs: TensorSpec[];
+  signedBy: string[];
+  pushedBy: string | null;
+  approvedBy: string[];
+}
+
+/** The manifest sections the models page reads; the rest of the signed bundle is not typed here. */
+export interface ModelDetail extends ModelSummary {
+  bundle: {
+    manifest: {
+      description?: string;
+      quantization?: Record<string, unknown>;
+      lineage?: Record<string, unknown>;
+      [section: string]: unknown;
+    };
+    signatures: { keyId: string }[];
+  };
+}
+
+export type RolloutState = 'created' | 'scheduled' | 'running' | 'paused' | 'completed' | 'aborted' | 'rolled_back';
+export const ROLLOUT_ACTIONS = ['start', 'pause', 'resume', 'abort', 'rollback'] as const;
+export type RolloutAction = (typeof ROLLOUT_ACTIONS)[number];
+
+export interface GateRequest {
+  driftPsi?: number;
+  latencyP95Ratio?: number;
+  errorRateDelta?: number;
+  alertRateDelta?: number;
+  minSamples?: number;
+}
+
+/** `POST /api/v1/rollouts` (hub/src/modules/rollouts/rollout-spec.ts). */
+export interface RolloutRequest {
+  model: string;
+  selector?: string;
+  stages: { size: string | number; successThreshold?: number; failureThreshold?: number; bake?: string; timeout?: string; gates?: GateRequest }[];
+  breachPolicy?: 'pause' | 'rollback';
+  rateLimit?: { devicesPerMinute: number };
+  window?: { cron: string; duration: string; timezone?: string };
+  description?: string;
+}
+
+export interface GateResult {
+  gate: string;
+  threshold: number;
+  status: 'pass' | 'breach' | 'insufficient_data';
+  value: number | null;
+  updated: number | null;
+  control: number | null;
+  samples: { updated: number; control: number };
+}
+
+export interface RolloutStage {
+  index: number;
+  size: string | number;
+  target: number;
+  successThreshold: number;
+  failureThreshold: number;
+  bakeMs: number;
+  timeoutMs: number;
+  gates: GateRequest | null;
+  status: 'done' | 'active' | 'pending';
+  assigned: number;
+  committed: number;
+}
+
+export interface Rollout {
+  id: string;
+  kind: string;
+  model: string;
+  digest: string;
+  state: RolloutState;
+  target: { selector: string } | { deviceIds: string[] };
+  breachPolicy: string;
+  rateLimit: { devicesPerMinute: number } | null;
+  startAt: string | null;
+  window: { cron: string; durationMs: number; timezone: string; open: boolean; opensAt: string | null; closesAt: string | null } | null;
+  description: string | null;
+  cohort: number;
+  stage: number;
+  stages: RolloutStage[];
+  devices: Record<string, number>;
+  current: { failureShare: number; successShare: number; healthySince: string | null; bakeEndsAt: string | null; gates: GateResult[] | null };
+  waiting: unknown;
+  stopReason: unknown;
+  createdBy: string;
+  createdAt: string | null;
+  startedAt: string | null;
+  finishedAt: string | null;
+  updatedAt: string | null;
+  history: { ts: string | null; kind: string; detail: unknown }[];
+}
+
+export interface RolloutDevice {
+  deviceId: string;
+  stage: number;
+  state: string;
+  phase: string | null;
+  reason: string | null;
+  previousModel: string | null;
+  assignedAt: string | null;
+  updatedAt: string | null;
+}
+
+export type AlertCause = 'drift' | 'offline' | 'rollback' | 'ingest_gap' | 'maintenance';
+export type AlertState = 'open' | 'acknowledged' | 'resolved';
+
+/** Alert view of issue 7's contract (`GET /api/v1/alerts`). */
+export interface Alert {
+  id: string;
+  deviceId: string;
+  cause: AlertCause;
+  severity: 'warning' | 'critical';
+  state: AlertState;
+  summary: string;
+  details: Record<string, unknown>;
+  model: { name: string; version: string } | null;
+  openedAt: string;
+  lastSeenAt: string;
+  occurrences: number;
+  acknowledgedAt: string | null;
+  acknowledgedBy: string | null;
+  resolvedAt: string | null;
+  resolvedBy: string | null;
+  workOrderId: string | null;
+}
+
+export type WorkOrderState = 'open' | 'acknowledged' | 'done';
+
+/** Work order view of issue 7's contract (`GET /api/v1/work-orders`). */
+export interface WorkOrder {
+  id: string;
+  alertId: string;
+  deviceId: string;
+  machine: string;
+  faultClass: string;
+  confidence: number;
+  evidence: { rule: string; windows: { ts: number; probability: number }[] };
+  model: { name: string; version: string; digest: string };
+  state: WorkOrderState;
+  openedAt: string;
+  acknowledgedAt: string | null;
+  acknowledgedBy: string | null;
+  doneAt: string | null;
+  doneBy: string | null;
+}
+
+export interface AuditEntry {
+  id: number;
+  at: string | null;
+  actor: string;
+  credential: string | null;
+  sourceIp: string | null;
+  action: string;
+  target: string | null;
+  before: unknown;
+  after: unknown;
+  hash: string;
+}
+
+export interface AuditQuery {
+  actor?: string;
+  action?: string;
+  target?: string;
+  from?: string;
+  to?: string;
+  cursor?: number;
+  limit?: number;
+}
+
+/** `GET /api/v1/fleet/summary` (issue 7; the alert counts are added when the alerts module merges). */
+export interface FleetSummaryView {
+  devices: number;
+  online: number;
+  offline: number;
+  byVersion: { name: string; version: string; devices: number }[];
+  noModel: number;
+  drifting: number;
+  driftWarning: number;
+  alerting?: number;
+  openAlerts?: number;
+  openWorkOrders?: number;
 }
 
 /** Codes the client produces itself, for failures that never reached the hub's error handler. */
@@ -185,6 +455,118 @@ export function createApi(options: ApiOptions) {
       }
       return list;
     },
+
+    /** How many devices a label selector matches right now (the rollout wizard's live count). */
+    async countDevices(selector: string, signal?: AbortSignal): Promise<number> {
+      return (await request<DeviceList>('GET', `/api/v1/devices${query({ selector, count: true })}`, { signal })).total;
+    },
+
+    getDevice(id: string, signal?: AbortSignal): Promise<DeviceDetail> {
+      return request<DeviceDetail>('GET', `/api/v1/devices/${encodeURIComponent(id)}`, { signal });
+    },
+
+    async deviceEvents(id: string, limit = 200, signal?: AbortSignal): Promise<DeviceEvent[]> {
+      return (await request<{ events: DeviceEvent[] }>('GET', `/api/v1/devices/${encodeURIComponent(id)}/events${query({ limit })}`, { signal })).events;
+    },
+
+    /**
+     * One device's metrics over [from, to) in the shape of issue 7's `GET /api/v1/telemetry/series`.
+     * The only place that knows where device metrics come from: until that route is on this hub it
+     * answers 404, and the series is computed here from the raw summaries of
+     * `GET /api/v1/devices/:id/telemetry` (seriesFromRaw). When the series route answers, it is used.
+     */
+    async deviceSeries(id: string, from: number, to: number, signal?: AbortSignal): Promise<Series> {
+      const series = await unlessRouteMissing(request<Series>('GET', `/api/v1/telemetry/series${query({ device: id, from, to })}`, { signal }));
+      if (series !== null) return series;
+      const raw = await request<{ points: RawTelemetry[] }>('GET', `/api/v1/devices/${encodeURIComponent(id)}/telemetry${query({ from, to, limit: 10_000 })}`, { signal });
+      return seriesFromRaw(raw.points, from, to);
+    },
+
+    /** Issue 7's fleet counters (drift, alerts), or null from a hub that does not have them yet. */
+    fleetSummary(signal?: AbortSignal): Promise<FleetSummaryView | null> {
+      return unlessRouteMissing(request<FleetSummaryView>('GET', '/api/v1/fleet/summary', { signal }));
+    },
+
+    async listModels(signal?: AbortSignal): Promise<ModelSummary[]> {
+      return (await request<{ models: ModelSummary[] }>('GET', '/api/v1/models', { signal })).models;
+    },
+
+    getModel(name: string, version: string, signal?: AbortSignal): Promise<ModelDetail> {
+      return request<ModelDetail>('GET', `/api/v1/models/${encodeURIComponent(name)}/${encodeURIComponent(version)}`, { signal });
+    },
+
+    approveModel(name: string, version: string): Promise<ModelSummary> {
+      return request<ModelSummary>('POST', `/api/v1/models/${encodeURIComponent(name)}/${encodeURIComponent(version)}/approve`);
+    },
+
+    /**
+     * Pushes an ONNX file. fetch() cannot report upload progress, so this one request goes through
+     * XMLHttpRequest; it still ends in the same ApiError contract.
+     */
+    uploadModel(file: Blob, name: string, version: string, onprogress: (loaded: number, total: number) => void): Promise<ModelDetail> {
+      return new Promise((resolve, reject) => {
+        const xhr = new XMLHttpRequest();
+        xhr.open('POST', `${baseUrl}/api/v1/models${query({ name, version })}`);
+        xhr.setRequestHeader('content-type', 'application/octet-stream');
+        xhr.setRequestHeader('accept', 'application/json');
+        xhr.setRequestHeader(CSRF_HEADER, '1');
+        xhr.upload.onprogress = (event) => onprogress(event.loaded, event.lengthComputable ? event.total : file.size);
+        xhr.onerror = () => reject(new ApiError(0, CLIENT_ERRORS.network, 'The hub could not be reached during the upload.'));
+        xhr.onload = () => {
+          let payload: unknown;
+          try {
+            payload = xhr.responseText === '' ? undefined : JSON.parse(xhr.responseText);
+          } catch {
+            payload = undefined;
+          }
+          if (xhr.status >= 200 && xhr.status < 300 && payload !== undefined) return resolve(payload as ModelDetail);
+          const error = errorFromAnswer({ status: xhr.status, statusText: xhr.statusText }, payload);
+          if (error.unauthorized) options.onUnauthorized?.(error);
+          reject(error);
+        };
+        xhr.send(file);
+      });
+    },
+
+    async listRollouts(signal?: AbortSignal): Promise<Rollout[]> {
+      return (await request<{ rollouts: Rollout[] }>('GET', '/api/v1/rollouts?limit=200', { signal })).rollouts;
+    },
+
+    getRollout(id: string, signal?: AbortSignal): Promise<Rollout> {
+      return request<Rollout>('GET', `/api/v1/rollouts/${encodeURIComponent(id)}`, { signal });
+    },
+
+    async rolloutDevices(id: string, signal?: AbortSignal): Promise<RolloutDevice[]> {
+      return (await request<{ devices: RolloutDevice[] }>('GET', `/api/v1/rollouts/${encodeURIComponent(id)}/devices`, { signal })).devices;
+    },
+
+    createRollout(body: RolloutRequest): Promise<Rollout> {
+      return request<Rollout>('POST', '/api/v1/rollouts', { body });
+    },
+
+    rolloutAction(id: string, action: RolloutAction): Promise<Rollout> {
+      return request<Rollout>('POST', `/api/v1/rollouts/${encodeURIComponent(id)}/${action}`);
+    },
+
+    async listAlerts(filter: { state?: AlertState; deviceId?: string; cause?: AlertCause } = {}, signal?: AbortSignal): Promise<Alert[]> {
+      return (await request<{ alerts: Alert[] }>('GET', `/api/v1/alerts${query({ ...filter, limit: 500 })}`, { signal })).alerts;
+    },
+
+    alertAction(id: string, action: 'acknowledge' | 'resolve'): Promise<Alert> {
+      return request<Alert>('POST', `/api/v1/alerts/${encodeURIComponent(id)}/${action}`);
+    },
+
+    async listWorkOrders(filter: { state?: WorkOrderState; deviceId?: string } = {}, signal?: AbortSignal): Promise<WorkOrder[]> {
+      return (await request<{ workOrders: WorkOrder[] }>('GET', `/api/v1/work-orders${query(filter)}`, { signal })).workOrders;
+    },
+
+    workOrderAction(id: string, action: 'acknowledge' | 'done'): Promise<WorkOrder> {
+      return request<WorkOrder>('POST', `/api/v1/work-orders/${encodeURIComponent(id)}/${action}`);
+    },
+
+    listAudit(filter: AuditQuery, signal?: AbortSignal): Promise<{ entries: AuditEntry[]; nextCursor: number | null }> {
+      return request('GET', `/api/v1/audit${query({ ...filter })}`, { signal });
+    },
   };
 }
 
@@ -207,11 +589,33 @@ async function readJson(response: Response): Promise<unknown> {
 }
 
 /** The hub answers errors as `{statusCode, code, error, message}`; anything else gets a generic code. */
-function errorFromAnswer(response: Response, payload: unknown): ApiError {
+function errorFromAnswer(response: Pick<Response, 'status' | 'statusText'>, payload: unknown): ApiError {
   if (payload && typeof payload === 'object') {
     const { code, message } = payload as { code?: unknown; message?: unknown };
     if (typeof code === 'string' && typeof message === 'string') return new ApiError(response.status, code, message);
   }
   const statusText = response.statusText ? ` ${response.statusText}` : '';
   return new ApiError(response.status, `HTTP_${response.status}`, `The hub answered ${response.status}${statusText}.`);
+}
+
+/** `?a=1&b=x` from the defined, non-empty values; '' when there are none. */
+export function query(params: Record<string, string | number | boolean | undefined>): string {
+  const search = new URLSearchParams();
+  for (const [key, value] of Object.entries(params)) if (value !== undefined && value !== '') search.set(key, String(value));
+  const text = search.toString();
+  return text === '' ? '' : `?${text}`;
+}
+
+/**
+ * The answer, or null when the hub has no such route (404 `CAIRN_NOT_FOUND`, the hub's answer for
+ * an unknown path; a 404 about a missing device or model has its own code and still throws). How
+ * the console uses issue 7's routes before they are on every hub.
+ */
+export async function unlessRouteMissing<T>(answer: Promise<T>): Promise<T | null> {
+  try {
+    return await answer;
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404 && error.code === 'CAIRN_NOT_FOUND') return null;
+    throw error;
+  }
 }

@@ -2,7 +2,7 @@
  * Display formatting. Pure functions of their arguments (the current time is passed in, never
  * read here) so that every view ticks from the one shared clock and tests need no fake timers.
  */
-import type { ActiveModel, DeploymentPhase } from './api';
+import type { ActiveModel, DeploymentPhase } from './api.js';
 
 const SECOND = 1000;
 const MINUTE = 60 * SECOND;
@@ -91,4 +91,45 @@ export function labelText(key: string, value: string): string {
 /** "1 device", "3 devices". */
 export function plural(count: number, singular: string, pluralForm = `${singular}s`): string {
   return `${count} ${count === 1 ? singular : pluralForm}`;
+}
+
+/** "812 B", "14.2 KiB", "3.1 MiB". */
+export function bytes(count: number): string {
+  if (!Number.isFinite(count)) return '–';
+  if (count < 1024) return `${count} B`;
+  const units = ['KiB', 'MiB', 'GiB'];
+  let value = count / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
+}
+
+/** A share in 0..1 as "42 %", or a value already in percent with `alreadyPercent`. */
+export function percent(value: number | null | undefined, digits = 0, alreadyPercent = false): string {
+  if (value === null || value === undefined || !Number.isFinite(value)) return '–';
+  return `${(alreadyPercent ? value : value * 100).toFixed(digits)} %`;
+}
+
+/** "45 s", "10 min", "2 h", "1.5 h", "3 d"; "0" for zero. */
+export function duration(ms: number): string {
+  if (ms <= 0) return '0';
+  const pick = (unit: number, suffix: string) => `${Number((ms / unit).toFixed(1))} ${suffix}`;
+  if (ms < MINUTE) return pick(SECOND, 's');
+  if (ms < HOUR) return pick(MINUTE, 'min');
+  if (ms < DAY) return pick(HOUR, 'h');
+  return pick(DAY, 'd');
+}
+
+/** A number for a table cell: fixed digits, "–" for null. */
+export function num(value: number | null | undefined, digits = 2): string {
+  return value === null || value === undefined || !Number.isFinite(value) ? '–' : value.toFixed(digits);
+}
+
+/** Snake-case codes (`rolled_back`, `ingest_gap`) as words. */
+export function words(code: string): string {
+  const text = code.replace(/_/g, ' ');
+  return text.charAt(0).toUpperCase() + text.slice(1);
 }

@@ -6,9 +6,8 @@
  * sessionStorage or in memory). On start the console asks `GET /api/v1/session`; a 401 there, or
  * from any later request, shows the sign-in panel.
  *
- * Roles: the hub decides every request on its own (a viewer gets 403 for an action). The console
- * shows the role beside the user's name; it offers no state-changing action yet, so there is no
- * button to hide from viewers. The first one must check `operator.role` before it renders.
+ * Roles: the hub decides every request on its own (a viewer gets 403 for an action). Pages read
+ * `operator.role` through lib/roles.ts and render no action a role cannot take.
  */
 import type { Api, ApiError, Operator } from './api';
 
