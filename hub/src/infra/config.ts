@@ -109,7 +109,7 @@ export const HubConfigSchema = Type.Object(
       {
         /** A device offline this long raises an `offline` alert; resolved when it is back. */
         offlineAfterSeconds: Type.Integer({ minimum: 1, default: 300 }),
-        /** Drift hysteresis: consecutive summaries at `alert` to open, consecutive below `warn` to resolve. */
+        /** Drift hysteresis: consecutive summaries at `alert` to open, consecutive `ok` to resolve; `warn` holds the state (modules/alerts/drift-hysteresis.ts). */
         driftOpenAfter: Type.Integer({ minimum: 1, default: 2 }),
         driftResolveAfter: Type.Integer({ minimum: 1, default: 6 }),
         /** An online device with no telemetry for this many of its own intervals (or a seq gap) raises `ingest_gap`. */
