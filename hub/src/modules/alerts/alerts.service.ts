@@ -24,6 +24,9 @@ type Announcement = { alert: Alert; change: AlertChange } | { workOrder: WorkOrd
 /** Who resolved an alert whose condition cleared by itself. */
 export const AUTO = 'auto';
 
+/** The username the views show for an audit actor (`user:otto` → `otto`). */
+const username = (who: AuditActor): string => (who.actor.startsWith('user:') ? who.actor.slice('user:'.length) : who.actor);
+
 export class AlertsService {
   private pending: Announcement[] = [];
   private depth = 0;
@@ -108,7 +111,7 @@ export class AlertsService {
       const alert = this.repo.get(id);
       if (!alert) throw Errors.alertNotFound(id);
       if (alert.state !== 'open') throw Errors.alertState(id, alert.state, 'acknowledged');
-      this.repo.acknowledge(id, who.actor, this.ctx.clock());
+      this.repo.acknowledge(id, username(who), this.ctx.clock());
       this.ctx.audit.append(who, { action: 'alert.acknowledge', target: `alert:${id}`, before: { state: alert.state }, after: { state: 'acknowledged' } });
       const after = this.repo.get(id)!;
       this.pending.push({ alert: after, change: 'acknowledged' });
@@ -122,7 +125,7 @@ export class AlertsService {
       const alert = this.repo.get(id);
       if (!alert) throw Errors.alertNotFound(id);
       if (alert.state === 'resolved') throw Errors.alertState(id, alert.state, 'resolved');
-      const after = this.markResolved(alert, who.actor);
+      const after = this.markResolved(alert, username(who));
       this.ctx.audit.append(who, { action: 'alert.resolve', target: `alert:${id}`, before: { state: alert.state }, after: { state: 'resolved' } });
       return after;
     });
@@ -133,7 +136,7 @@ export class AlertsService {
       const wo = this.repo.getWorkOrder(id);
       if (!wo) throw Errors.workOrderNotFound(id);
       if (wo.state !== 'open') throw Errors.workOrderState(id, wo.state, 'acknowledged');
-      this.repo.acknowledgeWorkOrder(id, who.actor, this.ctx.clock());
+      this.repo.acknowledgeWorkOrder(id, username(who), this.ctx.clock());
       this.ctx.audit.append(who, { action: 'workorder.acknowledge', target: `work-order:${id}`, before: { state: wo.state }, after: { state: 'acknowledged' } });
       const after = this.repo.getWorkOrder(id)!;
       this.pending.push({ workOrder: after, change: 'acknowledged' });
@@ -147,12 +150,12 @@ export class AlertsService {
       const wo = this.repo.getWorkOrder(id);
       if (!wo) throw Errors.workOrderNotFound(id);
       if (wo.state === 'done') throw Errors.workOrderState(id, wo.state, 'done');
-      this.repo.finishWorkOrder(id, who.actor, this.ctx.clock());
+      this.repo.finishWorkOrder(id, username(who), this.ctx.clock());
       this.ctx.audit.append(who, { action: 'workorder.done', target: `work-order:${id}`, before: { state: wo.state }, after: { state: 'done' } });
       const after = this.repo.getWorkOrder(id)!;
       this.pending.push({ workOrder: after, change: 'done' });
       const alert = this.repo.get(wo.alertId);
-      if (alert && alert.state !== 'resolved') this.markResolved(alert, who.actor);
+      if (alert && alert.state !== 'resolved') this.markResolved(alert, username(who));
       return after;
     });
   }
