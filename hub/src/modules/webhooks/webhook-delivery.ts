@@ -30,6 +30,19 @@ export function retryDelayMs(attempt: number, baseMs: number, maxMs: number, ran
   return Math.round(d / 2 + random() * (d / 2));
 }
 
+/**
+ * An endpoint URL without its `user:password@` part, and that part as a Basic authorization
+ * header: fetch refuses URLs with credentials, and the API must not show them.
+ */
+export function splitCredentials(url: string): { url: string; authorization: string | null } {
+  const u = new URL(url);
+  if (!u.username && !u.password) return { url: u.toString(), authorization: null };
+  const authorization = `Basic ${Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString('base64')}`;
+  u.username = '';
+  u.password = '';
+  return { url: u.toString(), authorization };
+}
+
 export class WebhookDelivery {
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
@@ -98,10 +111,11 @@ export class WebhookDelivery {
     const started = this.ctx.clock();
     this.queue.beginAttempt(d.id, started, started + retryDelayMs(attempt, retryBaseMs, retryMaxMs));
     const timestamp = String(Math.floor(started / 1000));
+    const target = splitCredentials(endpoint.url);
     let status: number | null = null;
     let error: string | null = null;
     try {
-      const response = await fetch(endpoint.url, {
+      const response = await fetch(target.url, {
         method: 'POST',
         redirect: 'manual',
         headers: {
@@ -111,6 +125,7 @@ export class WebhookDelivery {
           'x-cairn-delivery': d.id,
           'x-cairn-timestamp': timestamp,
           'x-cairn-signature': signWebhook(endpoint.secret, timestamp, d.body),
+          ...(target.authorization ? { authorization: target.authorization } : {}),
         },
         body: d.body,
         signal: AbortSignal.any([AbortSignal.timeout(timeoutMs), this.stopping.signal]),

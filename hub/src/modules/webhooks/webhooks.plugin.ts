@@ -14,7 +14,7 @@ import { Type } from 'typebox';
 import type { ModuleOptions } from '../../infra/context.js';
 import { errorResponses, iso, IsoTime } from '../../infra/api-schemas.js';
 import { DELIVERY_STATES, WebhookQueueRepository } from './webhook-queue.repository.js';
-import { WebhookDelivery, type WebhookEndpoint } from './webhook-delivery.js';
+import { splitCredentials, WebhookDelivery, type WebhookEndpoint } from './webhook-delivery.js';
 
 export const WEBHOOK_EVENT_TYPES = ['work_order.opened', 'work_order.acknowledged', 'work_order.done', 'alert.opened', 'alert.updated', 'alert.acknowledged', 'alert.resolved'] as const;
 export const DEFAULT_WEBHOOK_EVENTS: readonly string[] = WEBHOOK_EVENT_TYPES.filter((t) => t.startsWith('work_order.'));
@@ -56,13 +56,6 @@ function checkEndpoints(endpoints: readonly WebhookEndpoint[]): Map<string, Webh
   }
   if (problems.length > 0) throw new Error(`invalid webhook configuration:\n  ${problems.join('\n  ')}`);
   return byName;
-}
-
-function publicUrl(url: string): string {
-  const u = new URL(url);
-  u.username = '';
-  u.password = '';
-  return u.toString();
 }
 
 const webhooksPlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { ctx }) => {
@@ -107,7 +100,7 @@ const webhooksPlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { ctx 
     async (request) => {
       const counts = queue.counts();
       return {
-        endpoints: [...endpoints.values()].map((e) => ({ name: e.name, url: publicUrl(e.url), events: [...(e.events ?? DEFAULT_WEBHOOK_EVENTS)], ...(counts.get(e.name) ?? { pending: 0, delivered: 0, failed: 0 }) })),
+        endpoints: [...endpoints.values()].map((e) => ({ name: e.name, url: splitCredentials(e.url).url, events: [...(e.events ?? DEFAULT_WEBHOOK_EVENTS)], ...(counts.get(e.name) ?? { pending: 0, delivered: 0, failed: 0 }) })),
         deliveries: queue.recent(request.query).map((d) => ({
           id: d.id,
           eventId: d.eventId,
