@@ -180,14 +180,19 @@ export class AlertsService {
     if (announcements.length === 0) return;
     this.refreshGauge();
     for (const a of announcements) {
-      if ('alert' in a) {
-        if (a.change === 'opened') this.ctx.metrics.alertsOpened.inc({ cause: a.alert.cause });
-        this.ctx.logger.info({ alertId: a.alert.id, deviceId: a.alert.deviceId, cause: a.alert.cause, change: a.change }, `alert ${a.change}`);
-        this.ctx.bus.emit('alert.changed', { change: a.change, alert: alertView(a.alert) });
-      } else {
-        if (a.change === 'opened') this.ctx.metrics.workOrdersOpened.inc();
-        this.ctx.logger.info({ workOrderId: a.workOrder.id, deviceId: a.workOrder.deviceId, change: a.change }, `work order ${a.change}`);
-        this.ctx.bus.emit('workorder.changed', { change: a.change, workOrder: workOrderView(a.workOrder) });
+      // A listener that throws must not keep the other announcements from the others: each is stored already.
+      try {
+        if ('alert' in a) {
+          if (a.change === 'opened') this.ctx.metrics.alertsOpened.inc({ cause: a.alert.cause });
+          this.ctx.logger.info({ alertId: a.alert.id, deviceId: a.alert.deviceId, cause: a.alert.cause, change: a.change }, `alert ${a.change}`);
+          this.ctx.bus.emit('alert.changed', { change: a.change, alert: alertView(a.alert) });
+        } else {
+          if (a.change === 'opened') this.ctx.metrics.workOrdersOpened.inc();
+          this.ctx.logger.info({ workOrderId: a.workOrder.id, deviceId: a.workOrder.deviceId, change: a.change }, `work order ${a.change}`);
+          this.ctx.bus.emit('workorder.changed', { change: a.change, workOrder: workOrderView(a.workOrder) });
+        }
+      } catch (err) {
+        this.ctx.logger.error({ err }, 'a listener of alert or work-order changes failed');
       }
     }
   }
