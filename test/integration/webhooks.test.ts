@@ -5,9 +5,8 @@
  * when the hub stops is delivered by the next hub on the same data directory. The hub runs on a
  * fake clock, so each retry comes when the test moves the clock past the delivery's due time.
  */
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type IncomingMessage } from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,31 +14,7 @@ import { verifyWebhook } from '@cairn/hub/modules/webhooks/webhook-signature.js'
 import { connectDevice, startTestHub, type TestHub } from '../helpers/hub.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 import { maintenanceEvent, publishAs } from '../helpers/device-messages.js';
-
-interface Received {
-  headers: IncomingMessage['headers'];
-  body: string;
-  status: number;
-}
-
-/** An HTTP receiver that answers 500 to its first `failFirst` requests, then 204 (or always 500 while `down`). */
-async function startReceiver(t: TestContext, failFirst: number) {
-  const received: Received[] = [];
-  const state = { down: false };
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const status = state.down || received.length < failFirst ? 500 : 204;
-      received.push({ headers: req.headers, body: Buffer.concat(chunks).toString('utf8'), status });
-      res.writeHead(status).end();
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.after(() => new Promise((resolve) => server.close(resolve)));
-  const { port } = server.address() as { port: number };
-  return { url: `http://127.0.0.1:${port}/hook`, received, state };
-}
+import { startWebhookReceiver } from '../helpers/webhook-receiver.js';
 
 const SECRET = 'whsec-test-0123456789abcdef';
 
@@ -59,8 +34,8 @@ async function deliveries(hub: TestHub, endpoint: string): Promise<DeliveryView[
 
 test('a maintenance alert becomes a work order delivered with a valid signature after retries with growing delays; alerts are opt-in', async (t) => {
   const clock = { now: Date.now() };
-  const receiver = await startReceiver(t, 3);
-  const ops = await startReceiver(t, 0);
+  const receiver = await startWebhookReceiver(t, (n) => (n < 3 ? 500 : 204));
+  const ops = await startWebhookReceiver(t, () => 204);
   const hub = await startTestHub(t, {
     clock: () => clock.now,
     webhooks: {
@@ -137,11 +112,11 @@ test('a maintenance alert becomes a work order delivered with a valid signature 
 
 test('a delivery that keeps failing is marked failed after maxAttempts, kept and counted', async (t) => {
   const clock = { now: Date.now() };
-  const receiver = await startReceiver(t, Number.MAX_SAFE_INTEGER);
+  const receiver = await startWebhookReceiver(t, () => 500);
   const hub = await startTestHub(t, { clock: () => clock.now, webhooks: { endpoints: [{ name: 'cmms', url: receiver.url, secret: SECRET }], retryBaseMs: 1000, maxAttempts: 2 } });
   const device = await connectDevice(t, hub, 'pump-dev');
   await publishAs(device, 'pump-dev', 'events', maintenanceEvent(clock.now, 'pump-7', 'inner_race'));
-  const [first] = await waitFor('the first attempt', async () => (await deliveries(hub, 'cmms'))[0]?.attempts === 1 && deliveries(hub, 'cmms'));
+  const [first] = await waitFor('the first attempt failed', async () => (await deliveries(hub, 'cmms'))[0]?.lastError === 'http_500' && deliveries(hub, 'cmms'));
   clock.now = Date.parse(first!.nextAttemptAt!);
   const [failed] = await waitFor('the delivery failed', async () => (await deliveries(hub, 'cmms'))[0]?.state === 'failed' && deliveries(hub, 'cmms'));
   assert.equal(failed!.attempts, 2);
@@ -157,17 +132,16 @@ test('a delivery pending when the hub stops is delivered by the next hub on the 
   const dataDir = mkdtempSync(join(tmpdir(), 'cairn-webhooks-'));
   t.after(() => rmSync(dataDir, { recursive: true, force: true }));
   const clock = { now: Date.now() };
-  const receiver = await startReceiver(t, 0);
-  receiver.state.down = true;
+  const receiver = await startWebhookReceiver(t, () => 500);
   const config = { clock: () => clock.now, keepDataDir: dataDir, webhooks: { endpoints: [{ name: 'cmms', url: receiver.url, secret: SECRET }], retryBaseMs: 1000 } };
   const first = await startTestHub(t, config);
   const device = await connectDevice(t, first, 'pump-dev');
   await publishAs(device, 'pump-dev', 'events', maintenanceEvent(clock.now, 'pump-7', 'misalignment'));
-  const [pending] = await waitFor('a failed first attempt', async () => (await deliveries(first, 'cmms'))[0]?.attempts === 1 && deliveries(first, 'cmms'));
+  const [pending] = await waitFor('a failed first attempt', async () => (await deliveries(first, 'cmms'))[0]?.lastError === 'http_500' && deliveries(first, 'cmms'));
   device.end(true);
   await first.close();
 
-  receiver.state.down = false;
+  receiver.answer = () => 204;
   clock.now = Date.parse(pending!.nextAttemptAt!);
   const second = await startTestHub(t, config);
   const [delivered] = await waitFor('delivered after the restart', async () => (await deliveries(second, 'cmms'))[0]?.state === 'delivered' && deliveries(second, 'cmms'));

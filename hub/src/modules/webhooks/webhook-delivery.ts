@@ -109,7 +109,8 @@ export class WebhookDelivery {
     }
     const attempt = d.attempts + 1;
     const started = this.ctx.clock();
-    this.queue.beginAttempt(d.id, started, started + retryDelayMs(attempt, retryBaseMs, retryMaxMs));
+    const backoff = retryDelayMs(attempt, retryBaseMs, retryMaxMs);
+    this.queue.beginAttempt(d.id, started, started + timeoutMs + backoff);
     const timestamp = String(Math.floor(started / 1000));
     const target = splitCredentials(endpoint.url);
     let status: number | null = null;
@@ -147,7 +148,7 @@ export class WebhookDelivery {
       this.ctx.metrics.webhookDeliveries.inc({ result: 'failed' });
       this.ctx.logger.warn({ delivery: d.id, endpoint: endpoint.name, event: d.eventType, attempts: attempt, error }, 'webhook delivery failed for good');
     } else {
-      this.queue.attemptFailed(d.id, status, error);
+      this.queue.attemptFailed(d.id, status, error, now + backoff);
       this.ctx.metrics.webhookDeliveries.inc({ result: 'retry' });
       this.ctx.logger.info({ delivery: d.id, endpoint: endpoint.name, event: d.eventType, attempt, error }, 'webhook delivery failed; will retry');
     }

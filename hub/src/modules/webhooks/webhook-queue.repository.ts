@@ -2,8 +2,9 @@
  * The webhook delivery queue (table owned by the webhooks module): one row per event × endpoint,
  * written when the event happens and kept until delivered (pruned after a week) or failed
  * (kept). A row is `pending` until a 2xx answer (`delivered`) or its last attempt (`failed`).
- * Starting an attempt counts it and moves `next_attempt_at` past its backoff first, so a
- * delivery in flight when the hub dies is simply due again later: at-least-once.
+ * Starting an attempt counts it and moves `next_attempt_at` past the attempt's timeout and
+ * backoff first (a lease), so a delivery in flight when the hub dies is simply due again
+ * later — at least once — and never due again while the attempt may still be running.
  */
 import { randomUUID } from 'node:crypto';
 import type { Db } from '../../infra/db.js';
@@ -101,18 +102,22 @@ export class WebhookQueueRepository {
     return (this.db.prepare("SELECT * FROM webhook_deliveries WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, created_at LIMIT ?").all(now, limit) as Row[]).map(toDelivery);
   }
 
-  /** Counts the attempt and sets when the next one is due should this one not finish (a crash, a timeout). */
-  beginAttempt(id: string, now: number, retryAt: number): void {
-    this.db.prepare('UPDATE webhook_deliveries SET attempts = attempts + 1, last_attempt_at = ?, next_attempt_at = ? WHERE id = ?').run(now, retryAt, id);
+  /**
+   * Counts the attempt and leases the row: it is due again at `leaseUntil` should this attempt
+   * never finish (a crash). The last status and error describe finished attempts only, so they
+   * are cleared while this one is in flight.
+   */
+  beginAttempt(id: string, now: number, leaseUntil: number): void {
+    this.db.prepare('UPDATE webhook_deliveries SET attempts = attempts + 1, last_attempt_at = ?, next_attempt_at = ?, last_status = NULL, last_error = NULL WHERE id = ?').run(now, leaseUntil, id);
   }
 
   delivered(id: string, status: number, now: number): void {
     this.db.prepare("UPDATE webhook_deliveries SET state = 'delivered', last_status = ?, last_error = NULL, finished_at = ? WHERE id = ?").run(status, now, id);
   }
 
-  /** Records why an attempt failed; the row stays pending, due at the time beginAttempt set. */
-  attemptFailed(id: string, status: number | null, error: string): void {
-    this.db.prepare('UPDATE webhook_deliveries SET last_status = ?, last_error = ? WHERE id = ?').run(status, error, id);
+  /** Records why an attempt failed; the row stays pending, due again at `retryAt`. */
+  attemptFailed(id: string, status: number | null, error: string, retryAt: number): void {
+    this.db.prepare('UPDATE webhook_deliveries SET last_status = ?, last_error = ?, next_attempt_at = ? WHERE id = ?').run(status, error, retryAt, id);
   }
 
   failed(id: string, status: number | null, error: string, now: number): void {
