@@ -10,9 +10,12 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import mqtt from 'mqtt';
 import { connectDevice, startTestHub, type TestHub } from '../helpers/hub.js';
 import { sleep, waitFor } from '../helpers/wait.js';
+import { CAIRN } from '../helpers/processes.js';
 import { INTERVAL_MS, maintenanceEvent, publishAs, reportedState, telemetrySummary } from '../helpers/device-messages.js';
 
 interface AlertView {
@@ -252,4 +255,48 @@ test('maintenance: one alert per fault class with recurrences, a work order each
   for (const action of ['alert.acknowledge user:otto', 'alert.resolve user:otto', 'workorder.acknowledge user:otto', 'workorder.done user:otto', 'workorder.open system']) assert.ok(audit.includes(action), `${action} audited`);
   const metrics = (await hub.api<string>('GET', '/metrics')).body;
   assert.match(metrics, /cairn_hub_work_orders_opened_total 3/);
+});
+
+test('offline after a hub restart: devices away while the hub was down get offlineAfterSeconds from its start to come back', async (t) => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'cairn-alerts-'));
+  t.after(() => rmSync(dataDir, { recursive: true, force: true }));
+  const clock = fakeClock();
+  const first = await startTestHub(t, { clock: clock.read, alerts: ALERTS, keepDataDir: dataDir });
+  const device = await connectDevice(t, first, 'away-1');
+  device.end(true);
+  await first.close();
+
+  clock.now += 3600_000; // the hub was down for an hour
+  const second = await startTestHub(t, { clock: clock.read, alerts: ALERTS, keepDataDir: dataDir });
+  await sleep(1500); // the check at start and at least one more
+  assert.deepEqual(await alertsOf(second, 'cause=offline'), [], 'no alert at start for a device that could not reach a stopped hub');
+  clock.now += 61_000;
+  const [alert] = await waitFor('an offline alert once the grace has passed', async () => (await alertsOf(second, 'cause=offline')).length === 1 && alertsOf(second, 'cause=offline'));
+  assert.equal(alert!.deviceId, 'away-1');
+});
+
+test('cairn alert and cairn workorder: list, ack, resolve, done with --json', async (t) => {
+  const clock = fakeClock();
+  const hub = await startTestHub(t, { clock: clock.read, alerts: ALERTS });
+  const device = await connectDevice(t, hub, 'cli-dev');
+  await publishAs(device, 'cli-dev', 'events', maintenanceEvent(clock.now, 'fan-2', 'imbalance'));
+  await publishAs(device, 'cli-dev', 'events', maintenanceEvent(clock.now, 'fan-2', 'misalignment'));
+  await waitFor('two alerts', async () => (await alertsOf(hub, 'cause=maintenance')).length === 2);
+  const cli = async (...args: string[]) => JSON.parse((await promisify(execFile)(process.execPath, [CAIRN, ...args, '--hub', hub.httpUrl, '--token', hub.token, '--json'])).stdout);
+
+  const alerts = await cli('alert', 'list', '--cause', 'maintenance', '--device', 'cli-dev');
+  assert.equal(alerts.length, 2);
+  const [a, b] = alerts;
+  assert.equal((await cli('alert', 'ack', a.id)).state, 'acknowledged');
+  assert.equal((await cli('alert', 'resolve', a.id)).state, 'resolved');
+  const open = await cli('alert', 'list', '--state', 'open');
+  assert.deepEqual(open.map((x: any) => x.id), [b.id], JSON.stringify(open));
+  const workOrders = await cli('workorder', 'list', '--state', 'open', '--device', 'cli-dev');
+  assert.equal(workOrders.length, 2, 'resolving an alert leaves its work order open');
+  const wo = workOrders.find((w: any) => w.alertId === b.id);
+  assert.equal((await cli('workorder', 'ack', wo.id)).state, 'acknowledged');
+  assert.equal((await cli('workorder', 'done', wo.id)).state, 'done');
+  assert.equal((await cli('workorder', 'list', '--state', 'open')).length, 1);
+  assert.equal((await cli('alert', 'list', '--state', 'open')).length, 0, 'done resolved the alert');
+  await assert.rejects(cli('alert', 'ack', a.id), /CAIRN_ALERT_STATE|resolved/);
 });

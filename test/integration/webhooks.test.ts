@@ -10,6 +10,9 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import { ConfigError, loadHubConfig } from '@cairn/hub';
 import { verifyWebhook } from '@cairn/hub/modules/webhooks/webhook-signature.js';
 import { connectDevice, startTestHub, type TestHub } from '../helpers/hub.js';
 import { sleep, waitFor } from '../helpers/wait.js';
@@ -110,10 +113,18 @@ test('a maintenance alert becomes a work order delivered with a valid signature 
   assert.match(metrics, /cairn_hub_webhook_queue_depth 0/);
 });
 
-test('a delivery that keeps failing is marked failed after maxAttempts, kept and counted', async (t) => {
+test('a delivery that keeps failing is marked failed after maxAttempts, kept and counted; the secret is never logged', async (t) => {
   const clock = { now: Date.now() };
+  const lines: string[] = [];
+  const sink = new Writable({
+    write(chunk, _encoding, done) {
+      lines.push(String(chunk));
+      done();
+    },
+  });
   const receiver = await startWebhookReceiver(t, () => 500);
-  const hub = await startTestHub(t, { clock: () => clock.now, webhooks: { endpoints: [{ name: 'cmms', url: receiver.url, secret: SECRET }], retryBaseMs: 1000, maxAttempts: 2 } });
+  const url = receiver.url.replace('http://', 'http://hookuser:hookpass@');
+  const hub = await startTestHub(t, { clock: () => clock.now, logger: pino({ level: 'trace' }, sink), webhooks: { endpoints: [{ name: 'cmms', url, secret: SECRET }], retryBaseMs: 1000, maxAttempts: 2 } });
   const device = await connectDevice(t, hub, 'pump-dev');
   await publishAs(device, 'pump-dev', 'events', maintenanceEvent(clock.now, 'pump-7', 'inner_race'));
   const [first] = await waitFor('the first attempt failed', async () => (await deliveries(hub, 'cmms'))[0]?.lastError === 'http_500' && deliveries(hub, 'cmms'));
@@ -126,6 +137,9 @@ test('a delivery that keeps failing is marked failed after maxAttempts, kept and
   assert.equal(receiver.received.length, 2);
   assert.equal((await hub.api('GET', '/api/v1/webhooks?state=failed')).body.deliveries.length, 1);
   assert.match((await hub.api<string>('GET', '/metrics')).body, /cairn_hub_webhook_deliveries_total\{result="failed"\} 1/);
+  const log = lines.join('');
+  assert.match(log, /webhook delivery failed for good/);
+  assert.ok(!log.includes(SECRET) && !log.includes('hookpass'), 'no secret or URL password in the log');
 });
 
 test('a delivery pending when the hub stops is delivered by the next hub on the same data directory', async (t) => {
@@ -149,4 +163,22 @@ test('a delivery pending when the hub stops is delivered by the next hub on the 
   assert.equal(receiver.received.length, 2);
   assert.equal(receiver.received[1]!.headers['x-cairn-delivery'], pending!.id);
   assert.equal(receiver.received[1]!.status, 204);
+});
+
+test('a webhook configuration naming an unknown event type or a name twice is refused with the other configuration errors', () => {
+  assert.throws(
+    () =>
+      loadHubConfig({
+        env: {},
+        overrides: {
+          webhooks: {
+            endpoints: [
+              { name: 'a', url: 'http://127.0.0.1:9/x', secret: SECRET, events: ['work_order.opened', 'alert.exploded' as 'alert.opened'] },
+              { name: 'a', url: 'http://127.0.0.1:9/y', secret: SECRET },
+            ],
+          },
+        },
+      }),
+    (err: ConfigError) => err.code === 'CAIRN_CONFIG_INVALID' && err.problems.some((p) => p.startsWith('/webhooks/endpoints/0/events/1')) && err.problems.some((p) => /the name a is used twice/.test(p)) && !err.message.includes(SECRET),
+  );
 });

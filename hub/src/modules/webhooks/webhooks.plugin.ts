@@ -12,11 +12,11 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { ModuleOptions } from '../../infra/context.js';
+import { WEBHOOK_EVENT_TYPES } from '../../infra/config.js';
 import { errorResponses, iso, IsoTime } from '../../infra/api-schemas.js';
 import { DELIVERY_STATES, WebhookQueueRepository } from './webhook-queue.repository.js';
 import { splitCredentials, WebhookDelivery, type WebhookEndpoint } from './webhook-delivery.js';
 
-export const WEBHOOK_EVENT_TYPES = ['work_order.opened', 'work_order.acknowledged', 'work_order.done', 'alert.opened', 'alert.updated', 'alert.acknowledged', 'alert.resolved'] as const;
 export const DEFAULT_WEBHOOK_EVENTS: readonly string[] = WEBHOOK_EVENT_TYPES.filter((t) => t.startsWith('work_order.'));
 
 const EndpointView = Type.Object({
@@ -43,24 +43,10 @@ const DeliveryView = Type.Object({
   finishedAt: IsoTime,
 });
 
-/** Checks the configured endpoints once at start; a mistake stops the hub with every problem listed. */
-function checkEndpoints(endpoints: readonly WebhookEndpoint[]): Map<string, WebhookEndpoint> {
-  const problems: string[] = [];
-  const byName = new Map<string, WebhookEndpoint>();
-  for (const e of endpoints) {
-    if (byName.has(e.name)) problems.push(`webhooks.endpoints: the name ${e.name} is used twice`);
-    byName.set(e.name, e);
-    for (const type of e.events ?? []) {
-      if (!(WEBHOOK_EVENT_TYPES as readonly string[]).includes(type)) problems.push(`webhooks.endpoints[${e.name}].events: unknown event type ${JSON.stringify(type)} (known: ${WEBHOOK_EVENT_TYPES.join(', ')})`);
-    }
-  }
-  if (problems.length > 0) throw new Error(`invalid webhook configuration:\n  ${problems.join('\n  ')}`);
-  return byName;
-}
-
 const webhooksPlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { ctx }) => {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
-  const endpoints = checkEndpoints(ctx.config.webhooks.endpoints);
+  // Event types and unique names were checked with the rest of the configuration (infra/config.ts).
+  const endpoints = new Map<string, WebhookEndpoint>(ctx.config.webhooks.endpoints.map((e) => [e.name, e]));
   const queue = new WebhookQueueRepository(ctx.db);
   const delivery = new WebhookDelivery(ctx, queue, endpoints);
   const subscribers = (type: string) => [...endpoints.values()].filter((e) => (e.events ?? DEFAULT_WEBHOOK_EVENTS).includes(type)).map((e) => e.name);
