@@ -16,41 +16,67 @@
  * - ingest_gap: a telemetry seq gap (summaries lost on the way, e.g. an outbox that dropped its
  *   oldest), or an online device silent for `ingestGapIntervals` of its own interval; resolved by
  *   the next summary that follows its predecessor's seq. Late, out-of-order summaries are ignored.
+ *   The last seq and the silence clock live in memory (telemetry arrives at fleet rates): after a
+ *   hub restart the first summary of each device re-anchors the seq, so a gap across a restart is
+ *   not reported, and silence counts from the device's birth. Each device's interval is stored,
+ *   so a device that reconnects and sends nothing is still found silent.
  * - maintenance: each `maintenance_alert` event, deduplicated per fault class, opens a work order.
  */
 import type { DeploymentStatusT, DeviceEventT, TelemetryT } from '@cairn/shared';
 import type { HubContext } from '../../infra/context.js';
 import type { AlertsService } from './alerts.service.js';
 import type { ModelRef } from './alerts.repository.js';
-import { CLOSED_DRIFT_STATE, stepDrift } from './drift-hysteresis.js';
+import { CLOSED_DRIFT_STATE, sameDriftState, stepDrift, type DriftStep } from './drift-hysteresis.js';
+
+interface IngestWatch {
+  /** null until the first summary since the hub started. */
+  lastSeq: number | null;
+  intervalMs: number;
+  /** Hub time of the last summary, or of the device's last birth if later: silence is measured from here. */
+  since: number;
+}
 
 export class AlertRules {
   private readonly startedAt: number;
+  private readonly watches = new Map<string, IngestWatch>();
 
   constructor(
     private readonly ctx: HubContext,
     private readonly alerts: AlertsService,
   ) {
     this.startedAt = ctx.clock();
+    for (const [deviceId, intervalMs] of alerts.repo.ingestIntervals()) this.watches.set(deviceId, { lastSeq: null, intervalMs, since: this.startedAt });
   }
 
   private get repo() {
     return this.alerts.repo;
   }
 
+  /** Runs once per stored summary: memory only, unless an alert, the interval or the hysteresis state changes. */
   onTelemetry(deviceId: string, t: TelemetryT): void {
+    const watch = this.watches.get(deviceId);
+    if (watch?.lastSeq != null && t.seq <= watch.lastSeq) return; // late: its gap was reported, its drift is stale
+    const missing = watch?.lastSeq != null ? t.seq - watch.lastSeq - 1 : 0;
+    const intervalChanged = watch?.intervalMs !== t.intervalMs;
+    this.watches.set(deviceId, { lastSeq: t.seq, intervalMs: t.intervalMs, since: this.ctx.clock() });
+    const before = t.drift ? (this.repo.driftState(deviceId) ?? CLOSED_DRIFT_STATE) : null;
+    const { driftOpenAfter, driftResolveAfter } = this.ctx.config.alerts;
+    const step = t.drift && before ? stepDrift(before, t.drift.status, { openAfter: driftOpenAfter, resolveAfter: driftResolveAfter }) : null;
+    const driftChanged = step !== null && (step.transition !== null || !sameDriftState(step.state, before!));
+    if (missing === 0 && !intervalChanged && !driftChanged && !this.repo.hasUnresolved(deviceId, 'ingest_gap')) return;
     this.alerts.run(() => {
-      this.ingest(deviceId, t);
-      if (t.drift) this.drift(deviceId, t);
+      if (intervalChanged) this.repo.saveIngestInterval(deviceId, t.intervalMs);
+      if (missing > 0) this.raiseSeqGap(deviceId, t, missing);
+      else this.alerts.resolveAuto(deviceId, 'ingest_gap');
+      if (step) this.drift(deviceId, t, step);
     });
   }
 
   onPresence(deviceId: string, online: boolean): void {
     if (!online) return; // how long it stays away is the clock's business (check)
-    this.alerts.run(() => {
-      this.repo.restartIngestWatch(deviceId, this.ctx.clock());
-      this.alerts.resolveAuto(deviceId, 'offline');
-    });
+    const watch = this.watches.get(deviceId);
+    if (watch) watch.since = Math.max(watch.since, this.ctx.clock());
+    this.alerts.resolveAuto(deviceId, 'offline');
   }
 
   onReported(deviceId: string, deployment: DeploymentStatusT | null): void {
@@ -68,7 +94,7 @@ export class AlertRules {
         details: { deploymentId: deployment.deploymentId, seq: deployment.seq, digest: deployment.digest, reason: deployment.reason ?? null, message: deployment.message ?? null },
         model,
       });
-    } else if (deployment.phase === 'committed') {
+    } else if (deployment.phase === 'committed' && this.repo.hasUnresolved(deviceId, 'rollback')) {
       const existing = this.repo.unresolved(deviceId, 'rollback');
       if (existing && deployment.seq > Number(existing.details['seq'])) this.alerts.resolveAuto(deviceId, 'rollback');
     }
@@ -95,7 +121,7 @@ export class AlertRules {
     for (const d of devices.values()) {
       if (d.online || d.lastSeenAt === null) continue; // never seen: enrolled, not yet installed
       const awayFor = now - Math.max(d.lastSeenAt, this.startedAt);
-      if (awayFor < offlineAfterSeconds * 1000 || this.repo.unresolved(d.id, 'offline')) continue;
+      if (awayFor < offlineAfterSeconds * 1000 || this.repo.hasUnresolved(d.id, 'offline')) continue;
       if (this.repo.latest(d.id, 'offline')?.details['since'] === d.lastSeenAt) continue; // this episode was resolved by hand
       this.alerts.raise({
         deviceId: d.id,
@@ -106,11 +132,11 @@ export class AlertRules {
         model: activeModel(d.reported?.active),
       });
     }
-    for (const [deviceId, watch] of this.repo.ingestWatches()) {
+    for (const [deviceId, watch] of this.watches) {
       const device = devices.get(deviceId);
       if (!device?.online) continue;
       const silentFor = now - watch.since;
-      if (silentFor < ingestGapIntervals * watch.intervalMs || this.repo.unresolved(deviceId, 'ingest_gap')) continue;
+      if (silentFor < ingestGapIntervals * watch.intervalMs || this.repo.hasUnresolved(deviceId, 'ingest_gap')) continue;
       this.alerts.raise({
         deviceId,
         cause: 'ingest_gap',
@@ -122,30 +148,20 @@ export class AlertRules {
     }
   }
 
-  private ingest(deviceId: string, t: TelemetryT): void {
-    const now = this.ctx.clock();
-    const watch = this.repo.ingestWatch(deviceId);
-    if (watch && t.seq <= watch.lastSeq) return; // a late summary: the gap it fills was already reported
-    this.repo.saveIngestWatch(deviceId, { lastSeq: t.seq, intervalMs: t.intervalMs, since: now });
-    if (watch && t.seq > watch.lastSeq + 1) {
-      const missing = t.seq - watch.lastSeq - 1;
-      this.alerts.raise({
-        deviceId,
-        cause: 'ingest_gap',
-        severity: 'warning',
-        summary: `${missing} telemetry summar${missing === 1 ? 'y' : 'ies'} missing (seq ${watch.lastSeq + 1}…${t.seq - 1})`,
-        details: { kind: 'seq_gap', afterSeq: watch.lastSeq, nextSeq: t.seq, missing },
-        model: activeModel(t.active),
-      });
-    } else {
-      this.alerts.resolveAuto(deviceId, 'ingest_gap');
-    }
+  private raiseSeqGap(deviceId: string, t: TelemetryT, missing: number): void {
+    this.alerts.raise({
+      deviceId,
+      cause: 'ingest_gap',
+      severity: 'warning',
+      summary: `${missing} telemetry summar${missing === 1 ? 'y' : 'ies'} missing (seq ${t.seq - missing}…${t.seq - 1})`,
+      details: { kind: 'seq_gap', afterSeq: t.seq - missing - 1, nextSeq: t.seq, missing },
+      model: activeModel(t.active),
+    });
   }
 
-  private drift(deviceId: string, t: TelemetryT): void {
+  private drift(deviceId: string, t: TelemetryT, step: DriftStep): void {
     const drift = t.drift!;
-    const { driftOpenAfter, driftResolveAfter } = this.ctx.config.alerts;
-    const step = stepDrift(this.repo.driftState(deviceId) ?? CLOSED_DRIFT_STATE, drift.status, { openAfter: driftOpenAfter, resolveAfter: driftResolveAfter });
+    const { driftOpenAfter } = this.ctx.config.alerts;
     this.repo.saveDriftState(deviceId, step.state);
     if (step.transition === 'open') {
       const worst = Math.max(drift.predictionPsi ?? 0, drift.maxFeaturePsi ?? 0);

@@ -3,11 +3,17 @@
  * by the alerts module). Deduplication is a database invariant: a partial unique index allows at
  * most one unresolved alert per (device, cause, key) — the key is the fault class for
  * maintenance alerts and empty otherwise.
+ *
+ * Telemetry reaches the rules at fleet ingest rates, so the hot path touches memory only:
+ * statements are prepared once, the drift hysteresis state is a write-through cache (written
+ * when it changes, which steady `ok` summaries never do), and `hasUnresolved` answers from an
+ * index of unresolved (device, cause, key) kept with every insert and resolve.
  */
 import { randomBytes } from 'node:crypto';
+import type { Statement } from 'better-sqlite3';
 import type { Db } from '../../infra/db.js';
 import { migrate, whereEqual } from '../../infra/db.js';
-import type { DriftHysteresisState } from './drift-hysteresis.js';
+import { sameDriftState, type DriftHysteresisState } from './drift-hysteresis.js';
 
 const MIGRATIONS = [
   `CREATE TABLE alerts (
@@ -55,11 +61,9 @@ const MIGRATIONS = [
      alert_streak INTEGER NOT NULL,
      ok_streak INTEGER NOT NULL
    );
-   CREATE TABLE alert_ingest_watch (
+   CREATE TABLE alert_ingest_interval (
      device_id TEXT PRIMARY KEY,
-     last_seq INTEGER NOT NULL,
-     interval_ms INTEGER NOT NULL,
-     since INTEGER NOT NULL
+     interval_ms INTEGER NOT NULL
    );`,
 ];
 
@@ -124,12 +128,6 @@ export interface AlertInput {
   model: ModelRef | null;
 }
 
-export interface IngestWatch {
-  lastSeq: number;
-  intervalMs: number;
-  /** Hub time of the last summary, or of the device's last birth if later: silence is measured from here. */
-  since: number;
-}
 
 interface AlertRow {
   id: string;
@@ -215,90 +213,112 @@ export interface AlertFilter {
   limit: number;
 }
 
+const indexKey = (deviceId: string, cause: AlertCause, key: string) => `${deviceId}\u0000${cause}\u0000${key}`;
+
 export class AlertsRepository {
+  private readonly statements = new Map<string, Statement>();
+  private readonly unresolvedIndex = new Set<string>();
+  private readonly drift = new Map<string, DriftHysteresisState>();
+
   constructor(private readonly db: Db) {
     migrate(db, 'alerts', MIGRATIONS);
+    for (const r of this.sql("SELECT device_id, cause, dedup_key FROM alerts WHERE state != 'resolved'").all() as { device_id: string; cause: AlertCause; dedup_key: string }[]) {
+      this.unresolvedIndex.add(indexKey(r.device_id, r.cause, r.dedup_key));
+    }
+    for (const r of this.sql('SELECT device_id, open, alert_streak, ok_streak FROM alert_drift_state').all() as { device_id: string; open: number; alert_streak: number; ok_streak: number }[]) {
+      this.drift.set(r.device_id, { open: r.open === 1, alertStreak: r.alert_streak, okStreak: r.ok_streak });
+    }
+  }
+
+  private sql(text: string): Statement {
+    let statement = this.statements.get(text);
+    if (!statement) this.statements.set(text, (statement = this.db.prepare(text)));
+    return statement;
+  }
+
+  /** Whether (device, cause, key) has an unresolved alert, from memory. */
+  hasUnresolved(deviceId: string, cause: AlertCause, key = ''): boolean {
+    return this.unresolvedIndex.has(indexKey(deviceId, cause, key));
   }
 
   get(id: string): Alert | null {
-    const row = this.db.prepare('SELECT * FROM alerts WHERE id = ?').get(id) as AlertRow | undefined;
+    const row = this.sql('SELECT * FROM alerts WHERE id = ?').get(id) as AlertRow | undefined;
     return row ? toAlert(row) : null;
   }
 
   /** The unresolved alert of (device, cause, key), if any (there is at most one). */
   unresolved(deviceId: string, cause: AlertCause, key = ''): Alert | null {
-    const row = this.db.prepare("SELECT * FROM alerts WHERE device_id = ? AND cause = ? AND dedup_key = ? AND state != 'resolved'").get(deviceId, cause, key) as AlertRow | undefined;
+    const row = this.sql("SELECT * FROM alerts WHERE device_id = ? AND cause = ? AND dedup_key = ? AND state != 'resolved'").get(deviceId, cause, key) as AlertRow | undefined;
     return row ? toAlert(row) : null;
   }
 
   /** The newest alert of (device, cause, key), whatever its state. */
   latest(deviceId: string, cause: AlertCause, key = ''): Alert | null {
-    const row = this.db.prepare('SELECT * FROM alerts WHERE device_id = ? AND cause = ? AND dedup_key = ? ORDER BY opened_at DESC, rowid DESC LIMIT 1').get(deviceId, cause, key) as AlertRow | undefined;
+    const row = this.sql('SELECT * FROM alerts WHERE device_id = ? AND cause = ? AND dedup_key = ? ORDER BY opened_at DESC, rowid DESC LIMIT 1').get(deviceId, cause, key) as AlertRow | undefined;
     return row ? toAlert(row) : null;
   }
 
   /** Every unresolved alert of one cause (the clock-driven checks walk them). */
   unresolvedOf(cause: AlertCause): Alert[] {
-    return (this.db.prepare("SELECT * FROM alerts WHERE cause = ? AND state != 'resolved'").all(cause) as AlertRow[]).map(toAlert);
+    return (this.sql("SELECT * FROM alerts WHERE cause = ? AND state != 'resolved'").all(cause) as AlertRow[]).map(toAlert);
   }
 
   list(filter: AlertFilter): Alert[] {
     const { where, args } = whereEqual({ state: filter.state, device_id: filter.deviceId, cause: filter.cause });
-    return (this.db.prepare(`SELECT * FROM alerts ${where} ORDER BY opened_at DESC, rowid DESC LIMIT ?`).all(...args, filter.limit) as AlertRow[]).map(toAlert);
+    return (this.sql(`SELECT * FROM alerts ${where} ORDER BY opened_at DESC, rowid DESC LIMIT ?`).all(...args, filter.limit) as AlertRow[]).map(toAlert);
   }
 
   insert(input: AlertInput, now: number): Alert {
     const id = newId('al');
-    this.db
-      .prepare(
+    this.sql(
         `INSERT INTO alerts (id, device_id, cause, dedup_key, severity, state, summary, details, model, opened_at, last_seen_at)
          VALUES (?, ?, ?, ?, ?, 'open', ?, ?, ?, ?, ?)`,
       )
       .run(id, input.deviceId, input.cause, input.key ?? '', input.severity, input.summary, JSON.stringify(input.details), input.model ? JSON.stringify(input.model) : null, now, now);
+    this.unresolvedIndex.add(indexKey(input.deviceId, input.cause, input.key ?? ''));
     return this.get(id)!;
   }
 
   /** A recurrence of an unresolved alert: one more occurrence, seen now, with the newest summary and details. */
   recur(id: string, input: AlertInput, now: number): Alert {
-    this.db
-      .prepare('UPDATE alerts SET occurrences = occurrences + 1, last_seen_at = ?, summary = ?, details = ?, model = COALESCE(?, model) WHERE id = ?')
+    this.sql('UPDATE alerts SET occurrences = occurrences + 1, last_seen_at = ?, summary = ?, details = ?, model = COALESCE(?, model) WHERE id = ?')
       .run(now, input.summary, JSON.stringify(input.details), input.model ? JSON.stringify(input.model) : null, id);
     return this.get(id)!;
   }
 
   acknowledge(id: string, by: string, now: number): void {
-    this.db.prepare("UPDATE alerts SET state = 'acknowledged', acknowledged_at = ?, acknowledged_by = ? WHERE id = ?").run(now, by, id);
+    this.sql("UPDATE alerts SET state = 'acknowledged', acknowledged_at = ?, acknowledged_by = ? WHERE id = ?").run(now, by, id);
   }
 
-  resolve(id: string, by: string, now: number): void {
-    this.db.prepare("UPDATE alerts SET state = 'resolved', resolved_at = ?, resolved_by = ? WHERE id = ?").run(now, by, id);
+  resolve(alert: Alert, by: string, now: number): void {
+    this.sql("UPDATE alerts SET state = 'resolved', resolved_at = ?, resolved_by = ? WHERE id = ?").run(now, by, alert.id);
+    this.unresolvedIndex.delete(indexKey(alert.deviceId, alert.cause, alert.key));
   }
 
   linkWorkOrder(alertId: string, workOrderId: string): void {
-    this.db.prepare('UPDATE alerts SET work_order_id = ? WHERE id = ?').run(workOrderId, alertId);
+    this.sql('UPDATE alerts SET work_order_id = ? WHERE id = ?').run(workOrderId, alertId);
   }
 
   countUnresolvedByCause(): Map<AlertCause, number> {
-    const rows = this.db.prepare("SELECT cause, count(*) AS n FROM alerts WHERE state != 'resolved' GROUP BY cause").all() as { cause: AlertCause; n: number }[];
+    const rows = this.sql("SELECT cause, count(*) AS n FROM alerts WHERE state != 'resolved' GROUP BY cause").all() as { cause: AlertCause; n: number }[];
     return new Map(rows.map((r) => [r.cause, r.n]));
   }
 
   // Work orders.
 
   getWorkOrder(id: string): WorkOrder | null {
-    const row = this.db.prepare('SELECT * FROM work_orders WHERE id = ?').get(id) as WorkOrderRow | undefined;
+    const row = this.sql('SELECT * FROM work_orders WHERE id = ?').get(id) as WorkOrderRow | undefined;
     return row ? toWorkOrder(row) : null;
   }
 
   listWorkOrders(filter: { state?: WorkOrderState | undefined; deviceId?: string | undefined; limit: number }): WorkOrder[] {
     const { where, args } = whereEqual({ state: filter.state, device_id: filter.deviceId });
-    return (this.db.prepare(`SELECT * FROM work_orders ${where} ORDER BY opened_at DESC, rowid DESC LIMIT ?`).all(...args, filter.limit) as WorkOrderRow[]).map(toWorkOrder);
+    return (this.sql(`SELECT * FROM work_orders ${where} ORDER BY opened_at DESC, rowid DESC LIMIT ?`).all(...args, filter.limit) as WorkOrderRow[]).map(toWorkOrder);
   }
 
   insertWorkOrder(input: Omit<WorkOrder, 'id' | 'state' | 'openedAt' | 'acknowledgedAt' | 'acknowledgedBy' | 'doneAt' | 'doneBy'>, now: number): WorkOrder {
     const id = newId('wo');
-    this.db
-      .prepare(
+    this.sql(
         `INSERT INTO work_orders (id, alert_id, device_id, machine, fault_class, confidence, evidence, model, state, opened_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', ?)`,
       )
@@ -307,44 +327,39 @@ export class AlertsRepository {
   }
 
   acknowledgeWorkOrder(id: string, by: string, now: number): void {
-    this.db.prepare("UPDATE work_orders SET state = 'acknowledged', acknowledged_at = ?, acknowledged_by = ? WHERE id = ?").run(now, by, id);
+    this.sql("UPDATE work_orders SET state = 'acknowledged', acknowledged_at = ?, acknowledged_by = ? WHERE id = ?").run(now, by, id);
   }
 
   finishWorkOrder(id: string, by: string, now: number): void {
-    this.db.prepare("UPDATE work_orders SET state = 'done', done_at = ?, done_by = ? WHERE id = ?").run(now, by, id);
+    this.sql("UPDATE work_orders SET state = 'done', done_at = ?, done_by = ? WHERE id = ?").run(now, by, id);
   }
 
   // Rule state kept between messages.
 
   driftState(deviceId: string): DriftHysteresisState | null {
-    const row = this.db.prepare('SELECT open, alert_streak, ok_streak FROM alert_drift_state WHERE device_id = ?').get(deviceId) as { open: number; alert_streak: number; ok_streak: number } | undefined;
-    return row ? { open: row.open === 1, alertStreak: row.alert_streak, okStreak: row.ok_streak } : null;
+    return this.drift.get(deviceId) ?? null;
   }
 
-  saveDriftState(deviceId: string, s: DriftHysteresisState): void {
-    this.db
-      .prepare('INSERT INTO alert_drift_state (device_id, open, alert_streak, ok_streak) VALUES (?, ?, ?, ?) ON CONFLICT (device_id) DO UPDATE SET open = excluded.open, alert_streak = excluded.alert_streak, ok_streak = excluded.ok_streak')
-      .run(deviceId, s.open ? 1 : 0, s.alertStreak, s.okStreak);
+  /** Writes only a changed state. */
+  saveDriftState(deviceId: string, next: DriftHysteresisState): void {
+    const current = this.drift.get(deviceId);
+    if (current && sameDriftState(current, next)) return;
+    this.sql('INSERT INTO alert_drift_state (device_id, open, alert_streak, ok_streak) VALUES (?, ?, ?, ?) ON CONFLICT (device_id) DO UPDATE SET open = excluded.open, alert_streak = excluded.alert_streak, ok_streak = excluded.ok_streak').run(
+      deviceId,
+      next.open ? 1 : 0,
+      next.alertStreak,
+      next.okStreak,
+    );
+    this.drift.set(deviceId, { ...next });
   }
 
-  ingestWatch(deviceId: string): IngestWatch | null {
-    const row = this.db.prepare('SELECT last_seq, interval_ms, since FROM alert_ingest_watch WHERE device_id = ?').get(deviceId) as { last_seq: number; interval_ms: number; since: number } | undefined;
-    return row ? { lastSeq: row.last_seq, intervalMs: row.interval_ms, since: row.since } : null;
+  /** Each device's telemetry interval as last seen (the silence check's unit, kept across restarts). */
+  ingestIntervals(): Map<string, number> {
+    const rows = this.sql('SELECT device_id, interval_ms FROM alert_ingest_interval').all() as { device_id: string; interval_ms: number }[];
+    return new Map(rows.map((r) => [r.device_id, r.interval_ms]));
   }
 
-  ingestWatches(): Map<string, IngestWatch> {
-    const rows = this.db.prepare('SELECT device_id, last_seq, interval_ms, since FROM alert_ingest_watch').all() as { device_id: string; last_seq: number; interval_ms: number; since: number }[];
-    return new Map(rows.map((r) => [r.device_id, { lastSeq: r.last_seq, intervalMs: r.interval_ms, since: r.since }]));
-  }
-
-  saveIngestWatch(deviceId: string, w: IngestWatch): void {
-    this.db
-      .prepare('INSERT INTO alert_ingest_watch (device_id, last_seq, interval_ms, since) VALUES (?, ?, ?, ?) ON CONFLICT (device_id) DO UPDATE SET last_seq = excluded.last_seq, interval_ms = excluded.interval_ms, since = excluded.since')
-      .run(deviceId, w.lastSeq, w.intervalMs, w.since);
-  }
-
-  /** A birth restarts the silence clock (a device that was offline was not silent, it was away). */
-  restartIngestWatch(deviceId: string, now: number): void {
-    this.db.prepare('UPDATE alert_ingest_watch SET since = MAX(since, ?) WHERE device_id = ?').run(now, deviceId);
+  saveIngestInterval(deviceId: string, intervalMs: number): void {
+    this.sql('INSERT INTO alert_ingest_interval (device_id, interval_ms) VALUES (?, ?) ON CONFLICT (device_id) DO UPDATE SET interval_ms = excluded.interval_ms').run(deviceId, intervalMs);
   }
 }

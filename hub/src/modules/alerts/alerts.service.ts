@@ -68,6 +68,7 @@ export class AlertsService {
 
   /** Resolves the unresolved alert of (device, cause, key) because its condition cleared; no-op when there is none. */
   resolveAuto(deviceId: string, cause: AlertCause, key = ''): Alert | null {
+    if (!this.repo.hasUnresolved(deviceId, cause, key)) return null; // the common case, from memory
     return this.run(() => {
       const existing = this.repo.unresolved(deviceId, cause, key);
       if (!existing) return null;
@@ -167,7 +168,7 @@ export class AlertsService {
   }
 
   private markResolved(alert: Alert, by: string): Alert {
-    this.repo.resolve(alert.id, by, this.ctx.clock());
+    this.repo.resolve(alert, by, this.ctx.clock());
     if (alert.cause === 'drift') this.repo.saveDriftState(alert.deviceId, CLOSED_DRIFT_STATE);
     const after = this.repo.get(alert.id)!;
     this.pending.push({ alert: after, change: 'resolved' });

@@ -31,6 +31,8 @@ export interface DriftHysteresisConfig {
 
 export const CLOSED_DRIFT_STATE: DriftHysteresisState = Object.freeze({ open: false, alertStreak: 0, okStreak: 0 });
 
+export const sameDriftState = (a: DriftHysteresisState, b: DriftHysteresisState): boolean => a.open === b.open && a.alertStreak === b.alertStreak && a.okStreak === b.okStreak;
+
 export interface DriftStep {
   state: DriftHysteresisState;
   /** `open`: raise a drift alert now; `resolve`: resolve it; null: nothing changes. */
