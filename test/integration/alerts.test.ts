@@ -5,14 +5,14 @@
  * publish valid messages (helpers/device-messages.ts). The clock-driven checks run every second
  * of real time and read the fake clock, so tests move the clock and wait for the outcome.
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import mqtt from 'mqtt';
+import mqtt, { type MqttClient } from 'mqtt';
 import { connectDevice, startTestHub, type TestHub } from '../helpers/hub.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 import { CAIRN } from '../helpers/processes.js';
@@ -41,6 +41,15 @@ function fakeClock() {
 }
 
 const ALERTS = { driftOpenAfter: 2, driftResolveAfter: 6, offlineAfterSeconds: 60, ingestGapIntervals: 5, checkSeconds: 1 };
+
+/** The device `id`, enrolled with an earlier hub on the same data directory, connects to `hub` and says it is online. */
+async function reconnect(t: TestContext, hub: TestHub, id: string, credentials: { username: string; password: string }): Promise<MqttClient> {
+  const client = mqtt.connect(hub.mqttUrl, { clientId: id, protocolVersion: 4, reconnectPeriod: 0, ...credentials });
+  t.after(() => client.end(true));
+  await new Promise((resolve) => client.once('connect', resolve));
+  await publishAs(client, id, 'presence', { online: true, agentVersion: '0.1.0', epoch: 2, ts: Date.now() });
+  return client;
+}
 
 async function alertsOf(hub: TestHub, query: string): Promise<AlertView[]> {
   const answer = await hub.api<{ alerts: AlertView[] }>('GET', `/api/v1/alerts?${query}`);
@@ -98,9 +107,7 @@ test('drift hysteresis counters survive a hub restart', async (t) => {
   await first.close();
 
   const second = await startTestHub(t, { clock: clock.read, alerts: ALERTS, keepDataDir: dataDir });
-  const again = mqtt.connect(second.mqttUrl, { clientId: 'drift-r', protocolVersion: 4, reconnectPeriod: 0, ...credentials });
-  t.after(() => again.end(true));
-  await new Promise((resolve) => again.once('connect', resolve));
+  const again = await reconnect(t, second, 'drift-r', credentials);
   assert.deepEqual(await alertsOf(second, 'cause=drift'), []);
   await publishAs(again, 'drift-r', 'telemetry', telemetrySummary(2, clock.now, 'alert'));
   const [alert] = await waitFor('a drift alert from the streak begun before the restart', async () => (await alertsOf(second, 'cause=drift')).length === 1 && alertsOf(second, 'cause=drift'));
@@ -255,6 +262,7 @@ test('maintenance: one alert per fault class with recurrences, a work order each
   for (const action of ['alert.acknowledge user:otto', 'alert.resolve user:otto', 'workorder.acknowledge user:otto', 'workorder.done user:otto', 'workorder.open system']) assert.ok(audit.includes(action), `${action} audited`);
   const metrics = (await hub.api<string>('GET', '/metrics')).body;
   assert.match(metrics, /cairn_hub_work_orders_opened_total 3/);
+  assert.deepEqual(hub.ctx.alerts.summary(), { openAlerts: 1, alertingDevices: 1, openWorkOrders: 2 }, 'what the fleet summary reads');
 });
 
 test('offline after a hub restart: devices away while the hub was down get offlineAfterSeconds from its start to come back', async (t) => {
@@ -299,4 +307,29 @@ test('cairn alert and cairn workorder: list, ack, resolve, done with --json', as
   assert.equal((await cli('workorder', 'list', '--state', 'open')).length, 1);
   assert.equal((await cli('alert', 'list', '--state', 'open')).length, 0, 'done resolved the alert');
   await assert.rejects(cli('alert', 'ack', a.id), /CAIRN_ALERT_STATE|resolved/);
+});
+
+test('ingest gap after a hub restart: a device that reconnects and sends nothing is found silent (its interval is kept)', async (t) => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'cairn-alerts-'));
+  t.after(() => rmSync(dataDir, { recursive: true, force: true }));
+  const clock = fakeClock();
+  const first = await startTestHub(t, { clock: clock.read, alerts: ALERTS, keepDataDir: dataDir });
+  const device = await connectDevice(t, first, 'quiet-1');
+  const credentials = await first.enroll('quiet-1');
+  await publishAs(device, 'quiet-1', 'telemetry', telemetrySummary(41, clock.now));
+  device.end(true);
+  await first.close();
+
+  clock.now += 600_000;
+  const second = await startTestHub(t, { clock: clock.read, alerts: ALERTS, keepDataDir: dataDir });
+  const again = await reconnect(t, second, 'quiet-1', credentials);
+  await waitFor('the device online', async () => (await second.api('GET', '/api/v1/devices/quiet-1')).body.online === true);
+  clock.now += 5 * INTERVAL_MS + 1000;
+  const [silent] = await waitFor('a silence alert', async () => (await alertsOf(second, 'cause=ingest_gap')).length === 1 && alertsOf(second, 'cause=ingest_gap'));
+  assert.equal(silent!.details.kind, 'silent');
+  assert.equal(silent!.details.intervalMs, INTERVAL_MS);
+  // The first summary after the restart re-anchors the seq: no gap is claimed across the restart.
+  await publishAs(again, 'quiet-1', 'telemetry', telemetrySummary(57, clock.now));
+  await waitFor('the silence resolved', async () => (await alertsOf(second, 'cause=ingest_gap'))[0]?.state === 'resolved');
+  assert.equal((await alertsOf(second, 'cause=ingest_gap')).length, 1);
 });

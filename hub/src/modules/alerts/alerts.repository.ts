@@ -304,6 +304,13 @@ export class AlertsRepository {
     return new Map(rows.map((r) => [r.cause, r.n]));
   }
 
+  /** For the fleet summary: unresolved alerts, devices with at least one, and work orders not done. */
+  summary(): { openAlerts: number; alertingDevices: number; openWorkOrders: number } {
+    const alerts = this.sql("SELECT count(*) AS n, count(DISTINCT device_id) AS d FROM alerts WHERE state != 'resolved'").get() as { n: number; d: number };
+    const workOrders = this.sql("SELECT count(*) AS n FROM work_orders WHERE state != 'done'").get() as { n: number };
+    return { openAlerts: alerts.n, alertingDevices: alerts.d, openWorkOrders: workOrders.n };
+  }
+
   // Work orders.
 
   getWorkOrder(id: string): WorkOrder | null {
