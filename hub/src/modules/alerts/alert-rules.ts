@@ -26,7 +26,7 @@ import type { DeploymentStatusT, DeviceEventT, TelemetryT } from '@cairn/shared'
 import type { HubContext } from '../../infra/context.js';
 import type { AlertsService } from './alerts.service.js';
 import type { ModelRef } from './alerts.repository.js';
-import { CLOSED_DRIFT_STATE, sameDriftState, stepDrift, type DriftStep } from './drift-hysteresis.js';
+import { CLOSED_DRIFT_STATE, stepDrift, type DriftStep } from './drift-hysteresis.js';
 
 interface IngestWatch {
   /** null until the first summary since the hub started. */
@@ -62,13 +62,13 @@ export class AlertRules {
     const before = t.drift ? (this.repo.driftState(deviceId) ?? CLOSED_DRIFT_STATE) : null;
     const { driftOpenAfter, driftResolveAfter } = this.ctx.config.alerts;
     const step = t.drift && before ? stepDrift(before, t.drift.status, { openAfter: driftOpenAfter, resolveAfter: driftResolveAfter }) : null;
-    const driftChanged = step !== null && (step.transition !== null || !sameDriftState(step.state, before!));
-    if (missing === 0 && !intervalChanged && !driftChanged && !this.repo.hasUnresolved(deviceId, 'ingest_gap')) return;
+    if (step && step.transition === null) this.repo.saveDriftState(deviceId, step.state); // a streak moved: memory, flushed by check
+    if (missing === 0 && !intervalChanged && !step?.transition && !this.repo.hasUnresolved(deviceId, 'ingest_gap')) return;
     this.alerts.run(() => {
       if (intervalChanged) this.repo.saveIngestInterval(deviceId, t.intervalMs);
       if (missing > 0) this.raiseSeqGap(deviceId, t, missing);
       else this.alerts.resolveAuto(deviceId, 'ingest_gap');
-      if (step) this.drift(deviceId, t, step);
+      if (step?.transition) this.drift(deviceId, t, step);
     });
   }
 

@@ -43,16 +43,21 @@ const alertsPlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { ctx })
     ctx.bus.on('device.reported', guarded('reported', ({ deviceId, deployment }) => rules.onReported(deviceId, deployment))),
     ctx.bus.on('device.event', guarded('event', ({ deviceId, event }) => rules.onEvent(deviceId, event))),
   ];
-  const check = guarded('check', () => rules.check());
+  const check = guarded('check', () => {
+    rules.check();
+    ctx.alerts.flushDriftStates();
+  });
   let timer: NodeJS.Timeout | null = null;
   fastify.addHook('onReady', async () => {
     check();
     timer = setInterval(check, ctx.config.alerts.checkSeconds * 1000);
     timer.unref();
   });
-  fastify.addHook('onClose', async () => {
+  // preClose: the root's onClose closes the database before the modules' onClose hooks run.
+  fastify.addHook('preClose', async () => {
     for (const off of unsubscribe) off();
     if (timer) clearInterval(timer);
+    ctx.alerts.flushDriftStates();
   });
 
   app.get(

@@ -5,15 +5,15 @@
  * maintenance alerts and empty otherwise.
  *
  * Telemetry reaches the rules at fleet ingest rates, so the hot path touches memory only:
- * statements are prepared once, the drift hysteresis state is a write-through cache (written
- * when it changes, which steady `ok` summaries never do), and `hasUnresolved` answers from an
+ * statements are prepared once, the drift hysteresis state is cached (open/closed written at
+ * once, streaks flushed periodically), and `hasUnresolved` answers from an
  * index of unresolved (device, cause, key) kept with every insert and resolve.
  */
 import { randomBytes } from 'node:crypto';
 import type { Statement } from 'better-sqlite3';
 import type { Db } from '../../infra/db.js';
 import { migrate, whereEqual } from '../../infra/db.js';
-import { sameDriftState, type DriftHysteresisState } from './drift-hysteresis.js';
+import { CLOSED_DRIFT_STATE, sameDriftState, type DriftHysteresisState } from './drift-hysteresis.js';
 
 const MIGRATIONS = [
   `CREATE TABLE alerts (
@@ -219,6 +219,7 @@ export class AlertsRepository {
   private readonly statements = new Map<string, Statement>();
   private readonly unresolvedIndex = new Set<string>();
   private readonly drift = new Map<string, DriftHysteresisState>();
+  private readonly dirtyDrift = new Set<string>();
 
   constructor(private readonly db: Db) {
     migrate(db, 'alerts', MIGRATIONS);
@@ -347,17 +348,41 @@ export class AlertsRepository {
     return this.drift.get(deviceId) ?? null;
   }
 
-  /** Writes only a changed state. */
+  /**
+   * Records a device's hysteresis state. An open/closed change is written at once (in the
+   * caller's transaction, with the alert it opens or resolves); a streak that merely moves is
+   * kept in memory until `flushDriftStates` (every check and at close), so a noisy fleet does not
+   * cost a commit per summary. A crash loses at most one check period of streak progress: an
+   * alert then opens or resolves that many summaries later, never wrongly.
+   */
   saveDriftState(deviceId: string, next: DriftHysteresisState): void {
-    const current = this.drift.get(deviceId);
-    if (current && sameDriftState(current, next)) return;
+    const current = this.drift.get(deviceId) ?? CLOSED_DRIFT_STATE;
+    if (sameDriftState(current, next)) return;
+    this.drift.set(deviceId, { ...next });
+    if (current.open === next.open) {
+      this.dirtyDrift.add(deviceId);
+      return;
+    }
+    this.writeDriftState(deviceId, next);
+    this.dirtyDrift.delete(deviceId);
+  }
+
+  /** Writes the streaks that moved since the last flush, in one transaction. */
+  flushDriftStates(): void {
+    if (this.dirtyDrift.size === 0) return;
+    this.db.transaction(() => {
+      for (const deviceId of this.dirtyDrift) this.writeDriftState(deviceId, this.drift.get(deviceId)!);
+    })();
+    this.dirtyDrift.clear();
+  }
+
+  private writeDriftState(deviceId: string, s: DriftHysteresisState): void {
     this.sql('INSERT INTO alert_drift_state (device_id, open, alert_streak, ok_streak) VALUES (?, ?, ?, ?) ON CONFLICT (device_id) DO UPDATE SET open = excluded.open, alert_streak = excluded.alert_streak, ok_streak = excluded.ok_streak').run(
       deviceId,
-      next.open ? 1 : 0,
-      next.alertStreak,
-      next.okStreak,
+      s.open ? 1 : 0,
+      s.alertStreak,
+      s.okStreak,
     );
-    this.drift.set(deviceId, { ...next });
   }
 
   /** Each device's telemetry interval as last seen (the silence check's unit, kept across restarts). */

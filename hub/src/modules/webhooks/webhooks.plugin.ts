@@ -69,7 +69,8 @@ const webhooksPlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { ctx 
     ctx.bus.on('workorder.changed', ({ change, workOrder }) => enqueue(`work_order.${change}`, workOrder)),
   ];
   fastify.addHook('onReady', async () => delivery.start());
-  fastify.addHook('onClose', async () => {
+  // preClose: the root's onClose closes the database before the modules' onClose hooks run.
+  fastify.addHook('preClose', async () => {
     for (const off of unsubscribe) off();
     await delivery.stop();
   });
