@@ -11,7 +11,7 @@
  */
 import { join } from 'node:path';
 import { buildHub, loadHubConfig } from '@cairn/hub';
-import type { TelemetryT } from '@cairn/shared';
+import { telemetrySummary } from '../../helpers/device-messages.js';
 import { median } from '../lib/stats.js';
 import { table, type Benchmark } from '../lib/report.js';
 
@@ -26,19 +26,6 @@ interface AlertRulesResult {
   alertsOpened: number;
 }
 
-const summary = (seq: number, status: 'ok' | 'alert'): TelemetryT => ({
-  seq,
-  ts: Date.now(),
-  intervalMs: 10_000,
-  inferences: 100,
-  errors: 0,
-  latencyMs: { p50: 2, p95: 4, p99: 5, max: 6 },
-  rssMb: 80,
-  cpuPct: 10,
-  active: { name: 'pdm', version: '1.0.0', digest: 'a'.repeat(64), deploymentId: 'dep-1' },
-  drift: { windowMs: 600_000, samples: 300, predictionPsi: 0.02, maxFeaturePsi: status === 'alert' ? 0.4 : 0.03, maxFeature: 'rms', features: {}, status },
-});
-
 export const alertRules: Benchmark<AlertRulesResult> = {
   name: 'alerts',
   async run(workDir) {
@@ -50,7 +37,7 @@ export const alertRules: Benchmark<AlertRulesResult> = {
         const start = process.hrtime.bigint();
         for (let i = 0; i < PER_ROUND; i++) {
           const d = i % DEVICES;
-          hub.ctx.bus.emit('telemetry.stored', { deviceId: `dev-${d}`, telemetry: summary(++seq[d]!, status(seq[d]!)) });
+          hub.ctx.bus.emit('telemetry.stored', { deviceId: `dev-${d}`, telemetry: telemetrySummary(++seq[d]!, Date.now(), status(seq[d]!)) });
         }
         return Number(process.hrtime.bigint() - start) / 1000 / PER_ROUND;
       };
