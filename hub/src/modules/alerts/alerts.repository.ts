@@ -223,6 +223,18 @@ export class AlertsRepository {
 
   constructor(private readonly db: Db) {
     migrate(db, 'alerts', MIGRATIONS);
+    this.resync();
+  }
+
+  /**
+   * Reloads the in-memory index and hysteresis cache from the tables: at start, and after a
+   * transaction rolled back (its changes to memory did not happen). Streak progress not yet
+   * flushed is dropped, as in a crash.
+   */
+  resync(): void {
+    this.unresolvedIndex.clear();
+    this.drift.clear();
+    this.dirtyDrift.clear();
     for (const r of this.sql("SELECT device_id, cause, dedup_key FROM alerts WHERE state != 'resolved'").all() as { device_id: string; cause: AlertCause; dedup_key: string }[]) {
       this.unresolvedIndex.add(indexKey(r.device_id, r.cause, r.dedup_key));
     }

@@ -11,7 +11,7 @@
  */
 import type { MaintenanceAlertT } from '@cairn/shared';
 import type { HubContext } from '../../infra/context.js';
-import { Errors } from '../../infra/errors.js';
+import { Errors, HubError } from '../../infra/errors.js';
 import { SYSTEM_ACTOR, type AuditActor } from '../audit/audit-log.js';
 import { ALERT_CAUSES, type Alert, type AlertCause, type AlertInput, type AlertsRepository, type WorkOrder } from './alerts.repository.js';
 import { alertView, workOrderView } from './alert-view.js';
@@ -46,7 +46,11 @@ export class AlertsService {
     try {
       result = this.ctx.db.transaction(fn)();
     } catch (err) {
-      if (this.depth === 1) this.pending = [];
+      if (this.depth === 1) {
+        this.pending = [];
+        // A refusal (HubError) is thrown before anything is written; anything else may have left memory ahead of the tables.
+        if (!(err instanceof HubError)) this.repo.resync();
+      }
       throw err;
     } finally {
       this.depth--;
