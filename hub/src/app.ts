@@ -50,6 +50,9 @@ import { accessHook } from './modules/operators/access-hook.js';
 import operatorsPlugin from './modules/operators/operators.plugin.js';
 import keysPlugin from './modules/keys/keys.plugin.js';
 import streamPlugin from './modules/stream/stream.plugin.js';
+import { AlertsRepository } from './modules/alerts/alerts.repository.js';
+import alertsPlugin from './modules/alerts/alerts.plugin.js';
+import webhooksPlugin from './modules/webhooks/webhooks.plugin.js';
 
 export interface Hub {
   app: FastifyInstance;
@@ -130,6 +133,7 @@ export async function buildHub(config: HubConfig, options: BuildHubOptions = {})
     blobs: new BlobStore(config.dataDir),
     deployments: new DeploymentsRepository(db),
     telemetry: new TelemetryRepository(db),
+    alerts: new AlertsRepository(db),
     operators,
     audit,
   } as Omit<HubContext, 'desired' | 'rollouts'> as HubContext;
@@ -199,6 +203,8 @@ export async function buildHub(config: HubConfig, options: BuildHubOptions = {})
   await app.register(rolloutsPlugin, modules);
   await app.register(blobsPlugin, modules);
   await app.register(telemetryPlugin, modules);
+  await app.register(alertsPlugin, modules);
+  await app.register(webhooksPlugin, modules);
   await app.register(operatorsPlugin, modules);
   await app.register(auditPlugin, modules);
   await app.register(keysPlugin, modules);

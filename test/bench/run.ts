@@ -5,7 +5,7 @@
  *
  * Names select what runs: a group (`foundation`, `agent`, `rollouts`, `monitoring`, `security`) or
  * one benchmark of a group (`rollback`, `memory`, `swaps`, `pipeline`, `fleet`, `engine`,
- * `rollout`, `drift`, `stream`, `desired`, `verify`); no name runs everything.
+ * `rollout`, `drift`, `workorders`, `alerts`, `stream`, `desired`, `verify`); no name runs everything.
  *
  * Other work may share the machine (engineers run tests on it at the same time): every
  * benchmark records how busy the whole machine was while it ran, and the section says so.
@@ -22,6 +22,8 @@ import { fleet } from './agent/fleet.js';
 import { engine } from './rollouts/engine.js';
 import { fleetRollout } from './rollouts/fleet-rollout.js';
 import { drift } from './monitoring/drift.js';
+import { workOrders } from './monitoring/work-orders.js';
+import { alertRules } from './monitoring/alert-rules.js';
 import { streamBench } from './monitoring/stream.js';
 import { desiredFanout } from './security/desired-fanout.js';
 import { bundleVerify } from './security/bundle-verify.js';
@@ -38,7 +40,7 @@ const GROUPS: Group[] = [
   { name: 'foundation', title: 'Foundation benchmarks', benchmarks: [foundation] },
   { name: 'agent', title: 'Agent benchmarks', benchmarks: [rollback, memory, swaps, pipeline, fleet] },
   { name: 'rollouts', title: 'Rollout benchmarks', benchmarks: [engine, fleetRollout] },
-  { name: 'monitoring', title: 'Monitoring evaluation', benchmarks: [drift, streamBench] },
+  { name: 'monitoring', title: 'Monitoring evaluation', benchmarks: [drift, workOrders, alertRules, streamBench] },
   { name: 'security', title: 'Security benchmarks', benchmarks: [desiredFanout, bundleVerify] },
 ];
 

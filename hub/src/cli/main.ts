@@ -19,6 +19,7 @@ import { registerOperatorCommands } from './operator-commands.js';
 import { registerBrokerCommands } from './broker-config.js';
 import { registerRolloutCommands } from './rollout-commands.js';
 import { registerKeyCommands } from './key-commands.js';
+import { registerAlertCommands } from './alert-commands.js';
 
 const program = new Command();
 program.name('cairn').description('Cairn edge MLOps fleet manager — operator CLI').showHelpAfterError();
@@ -346,6 +347,7 @@ registerOperatorCommands(program, { clientOptions, client, print });
 registerBrokerCommands(program);
 registerRolloutCommands(program, { clientOptions, client, print });
 registerKeyCommands(program, { clientOptions, client, print });
+registerAlertCommands(program, { clientOptions, client, print });
 
 class UsageError extends Error {}
 

@@ -16,6 +16,9 @@ import { parse as parseYaml } from 'yaml';
 export const ENV_PREFIX = 'CAIRN';
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 const Port = Type.Integer({ minimum: 0, maximum: 65535 });
+/** What a webhook endpoint can subscribe to (modules/webhooks): work-order events by default, alert events opt-in. */
+export const WEBHOOK_EVENT_TYPES = ['work_order.opened', 'work_order.acknowledged', 'work_order.done', 'alert.opened', 'alert.updated', 'alert.acknowledged', 'alert.resolved'] as const;
+
 export const HubConfigSchema = Type.Object(
   {
     dataDir: Type.String({ minLength: 1, default: './data' }),
@@ -109,7 +112,7 @@ export const HubConfigSchema = Type.Object(
       {
         /** A device offline this long raises an `offline` alert; resolved when it is back. */
         offlineAfterSeconds: Type.Integer({ minimum: 1, default: 300 }),
-        /** Drift hysteresis: consecutive summaries at `alert` to open, consecutive below `warn` to resolve. */
+        /** Drift hysteresis: consecutive summaries at `alert` to open, consecutive `ok` to resolve; `warn` holds the state (modules/alerts/drift-hysteresis.ts). */
         driftOpenAfter: Type.Integer({ minimum: 1, default: 2 }),
         driftResolveAfter: Type.Integer({ minimum: 1, default: 6 }),
         /** An online device with no telemetry for this many of its own intervals (or a seq gap) raises `ingest_gap`. */
@@ -129,7 +132,7 @@ export const HubConfigSchema = Type.Object(
               url: Type.String({ pattern: '^https?://' }),
               secret: Type.String({ minLength: 16 }),
               /** Event types delivered (`work_order.opened`, `alert.opened`, …); default: every work-order event. */
-              events: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })),
+              events: Type.Optional(Type.Array(Type.Enum(WEBHOOK_EVENT_TYPES), { minItems: 1 })),
             },
             { additionalProperties: false },
           ),
@@ -211,6 +214,8 @@ export function loadHubConfig({ file, env = process.env, overrides = {} }: LoadC
   const config = withDefaults as HubConfig;
   if ((config.tls?.cert === undefined) !== (config.tls?.key === undefined)) problems.push('/tls: give both cert and key, or neither');
   if (config.tls?.requireClientCert && (config.tls.ca === undefined || config.tls.cert === undefined)) problems.push('/tls/requireClientCert: needs tls.cert, tls.key and tls.ca (the CA client certificates must chain to)');
+  const names = (config.webhooks?.endpoints ?? []).map((e) => e.name);
+  for (const name of new Set(names.filter((n, i) => names.indexOf(n) !== i))) problems.push(`/webhooks/endpoints: the name ${name} is used twice`);
   if (problems.length > 0) throw new ConfigError(problems);
   return { ...config, dataDir: resolve(config.dataDir) };
 }

@@ -15,6 +15,7 @@ import type { RegistryRepository } from '../modules/registry/registry.repository
 import type { BlobStore } from '../modules/registry/blob-store.js';
 import type { DeploymentsRepository } from '../modules/deployments/deployments.repository.js';
 import type { TelemetryRepository } from '../modules/telemetry/telemetry.repository.js';
+import type { AlertsRepository } from '../modules/alerts/alerts.repository.js';
 import type { EnrollmentService } from '../modules/enrollment/enrollment.service.js';
 import type { OperatorsService } from '../modules/operators/operators.service.js';
 import type { AuditLog } from '../modules/audit/audit-log.js';
@@ -36,6 +37,8 @@ export interface HubContext {
   blobs: BlobStore;
   deployments: DeploymentsRepository;
   telemetry: TelemetryRepository;
+  /** Alerts and work orders (read-only use outside the alerts module: counts, lists). */
+  alerts: AlertsRepository;
   /** Users, API tokens, sessions: authentication and their management. */
   operators: OperatorsService;
   /** Append-only, hash-chained record of every state-changing action. */

@@ -63,3 +63,13 @@ export function migrate(db: Db, module: string, steps: readonly string[]): void 
     })();
   }
 }
+
+/**
+ * A `WHERE` clause of column equalities for the filters that are set (undefined ones are left
+ * out), with its arguments; an empty string when none is. Column names come from code, never
+ * from a request.
+ */
+export function whereEqual(filters: Record<string, string | number | undefined>): { where: string; args: (string | number)[] } {
+  const set = Object.entries(filters).filter((e): e is [string, string | number] => e[1] !== undefined);
+  return { where: set.length ? `WHERE ${set.map(([column]) => `${column} = ?`).join(' AND ')}` : '', args: set.map(([, v]) => v) };
+}

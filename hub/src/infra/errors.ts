@@ -72,6 +72,12 @@ export const Errors = {
   noKeyringDraft: (message: string) => new HubError('CAIRN_NO_KEYRING_DRAFT', 409, message),
   keyringNotDraft: (message: string) => new HubError('CAIRN_KEYRING_NOT_DRAFT', 409, message),
   keyringSignature: (message: string) => new HubError('CAIRN_KEYRING_SIGNATURE', 400, message),
+
+  // Alerts and work orders.
+  alertNotFound: (id: string) => new HubError('CAIRN_ALERT_NOT_FOUND', 404, `alert ${id} not found`),
+  alertState: (id: string, state: string, action: string) => new HubError('CAIRN_ALERT_STATE', 409, `alert ${id} is ${state}; it cannot be ${action}`),
+  workOrderNotFound: (id: string) => new HubError('CAIRN_WORK_ORDER_NOT_FOUND', 404, `work order ${id} not found`),
+  workOrderState: (id: string, state: string, action: string) => new HubError('CAIRN_WORK_ORDER_STATE', 409, `work order ${id} is ${state}; it cannot be ${action}`),
 } as const;
 
 /**

@@ -93,6 +93,16 @@ export const ACCESS_TABLE: Readonly<Record<string, AccessRule>> = {
 
   // Live events of devices, rollouts, alerts and work orders: what the console's pages show.
   'GET /api/v1/stream': rule('viewer', 'stream:read'),
+  'GET /api/v1/alerts': rule('viewer', 'alerts:read'),
+  'GET /api/v1/alerts/:id': rule('viewer', 'alerts:read'),
+  'POST /api/v1/alerts/:id/acknowledge': rule('operator', 'alerts:write'),
+  'POST /api/v1/alerts/:id/resolve': rule('operator', 'alerts:write'),
+  'GET /api/v1/work-orders': rule('viewer', 'alerts:read'),
+  'GET /api/v1/work-orders/:id': rule('viewer', 'alerts:read'),
+  'POST /api/v1/work-orders/:id/acknowledge': rule('operator', 'alerts:write'),
+  'POST /api/v1/work-orders/:id/done': rule('operator', 'alerts:write'),
+  // Where alerts and work orders leave the hub (endpoints are configuration, secrets never shown): admins.
+  'GET /api/v1/webhooks': rule('admin', 'webhooks'),
 
   'GET /api/v1/audit': rule('operator', 'audit:read'),
   'GET /api/v1/audit/head': rule('operator', 'audit:read'),
