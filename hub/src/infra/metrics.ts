@@ -113,6 +113,8 @@ export function createMetrics() {
       name: 'cairn_hub_stream_resets_total',
       help: 'Live-stream resumes answered with a reset event, by reason (too_old, unknown_id)',
       labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
     alertsOpen: new Gauge({ name: 'cairn_hub_alerts_open', help: 'Unresolved alerts (open or acknowledged), by cause', labelNames: ['cause'] as const, registers: [registry] }),
     alertsOpened: new Counter({ name: 'cairn_hub_alerts_opened_total', help: 'Alerts opened, by cause (recurrences of an unresolved alert are not counted)', labelNames: ['cause'] as const, registers: [registry] }),
     workOrdersOpened: new Counter({ name: 'cairn_hub_work_orders_opened_total', help: 'Maintenance work orders opened', registers: [registry] }),
