@@ -5,7 +5,7 @@
  *
  * Names select what runs: a group (`foundation`, `agent`, `rollouts`, `monitoring`, `security`) or
  * one benchmark of a group (`rollback`, `memory`, `swaps`, `pipeline`, `fleet`, `engine`,
- * `rollout`, `drift`, `desired`, `verify`); no name runs everything.
+ * `rollout`, `drift`, `ingest`, `rollup-query`, `storage`, `desired`, `verify`); no name runs everything.
  *
  * Other work may share the machine (engineers run tests on it at the same time): every
  * benchmark records how busy the whole machine was while it ran, and the section says so.
@@ -22,6 +22,7 @@ import { fleet } from './agent/fleet.js';
 import { engine } from './rollouts/engine.js';
 import { fleetRollout } from './rollouts/fleet-rollout.js';
 import { drift } from './monitoring/drift.js';
+import { ingest, rollupQuery, storage } from './monitoring/telemetry-store.js';
 import { desiredFanout } from './security/desired-fanout.js';
 import { bundleVerify } from './security/bundle-verify.js';
 import { runBenchmark, table, type Benchmark, type BenchReport } from './lib/report.js';
@@ -37,7 +38,7 @@ const GROUPS: Group[] = [
   { name: 'foundation', title: 'Foundation benchmarks', benchmarks: [foundation] },
   { name: 'agent', title: 'Agent benchmarks', benchmarks: [rollback, memory, swaps, pipeline, fleet] },
   { name: 'rollouts', title: 'Rollout benchmarks', benchmarks: [engine, fleetRollout] },
-  { name: 'monitoring', title: 'Monitoring evaluation', benchmarks: [drift] },
+  { name: 'monitoring', title: 'Monitoring benchmarks', benchmarks: [drift, ingest, rollupQuery, storage] },
   { name: 'security', title: 'Security benchmarks', benchmarks: [desiredFanout, bundleVerify] },
 ];
 
