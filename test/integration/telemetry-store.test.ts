@@ -47,7 +47,7 @@ test('ingest is idempotent on (device, seq): a summary sent three times is store
   const client = await connectDevice(t, hub, 'dev-1');
   const announced: number[] = [];
   hub.ctx.bus.on('telemetry.stored', (e) => announced.push(e.telemetry.seq));
-  const s = summary(1, BASE + 5_000);
+  const s = summary(1, BASE + 5_000, { active: active('1.0.0'), outbox: { depth: 3, dropped: 0 }, drift: { ...drift('warn', 0.1234, 0.2), features: { rms_g: 0.2, kurtosis: 0.0001, band_3: 1 / 3 } } });
   await Promise.all([send(client, 'dev-1', s), send(client, 'dev-1', s)]); // the same batch
   await send(client, 'dev-1', { ...s, inferences: 999 }); // a later batch: still the same (device, seq)
   await send(client, 'dev-1', summary(2, BASE + 15_000));

@@ -4,7 +4,8 @@
  * - `telemetry_raw`: one row per interval summary, stored once per (device, seq): agents resend
  *   after reconnects and restarts, and a duplicate must change nothing. The summary is kept in
  *   typed columns (queries aggregate them; far smaller than a JSON body); the active bundle is a
- *   reference into `telemetry_bundles`, and only the drift section's per-feature map stays JSON.
+ *   reference into `telemetry_bundles`, and the drift section's per-feature map is packed
+ *   (feature-psi-codec.ts) against a name list in `telemetry_feature_sets`.
  * - `telemetry_minute` / `telemetry_hour`: rollups per (device, bucket start, model name@version),
  *   maintained in the same transaction as the raw insert, and only when that insert was new, so
  *   a duplicate never counts twice and late data (an outbox replayed hours later) lands in the
@@ -22,6 +23,7 @@ import type { Db } from '../../infra/db.js';
 import { migrate } from '../../infra/db.js';
 import type { DriftSummaryT, TelemetryT } from '@cairn/shared';
 import { HOUR_MS, MINUTE_MS } from './series-query.js';
+import { decodeFeaturePsi, encodeFeaturePsi } from './feature-psi-codec.js';
 
 const ROLLUP_COLUMNS = `
      summaries INTEGER NOT NULL,
@@ -55,6 +57,10 @@ const MIGRATIONS = [
      deployment_id TEXT NOT NULL,
      UNIQUE (name, version, digest, deployment_id)
    );
+   CREATE TABLE telemetry_feature_sets (
+     id INTEGER PRIMARY KEY,
+     names TEXT NOT NULL UNIQUE
+   );
    CREATE TABLE telemetry_raw (
      device_id TEXT NOT NULL,
      seq INTEGER NOT NULL,
@@ -69,7 +75,8 @@ const MIGRATIONS = [
      bundle_id INTEGER REFERENCES telemetry_bundles (id),
      outbox_depth INTEGER, outbox_dropped INTEGER,
      drift_window_ms INTEGER, drift_samples INTEGER, drift_status TEXT,
-     prediction_psi REAL, max_feature_psi REAL, max_feature TEXT, drift_features TEXT,
+     prediction_psi REAL, max_feature_psi REAL, max_feature TEXT,
+     drift_feature_set INTEGER REFERENCES telemetry_feature_sets (id), drift_features BLOB,
      PRIMARY KEY (device_id, seq)
    ) WITHOUT ROWID;
    CREATE INDEX telemetry_raw_by_time ON telemetry_raw (device_id, ts);
@@ -150,13 +157,16 @@ interface RawRow {
   prediction_psi: number | null;
   max_feature_psi: number | null;
   max_feature: string | null;
-  drift_features: string | null;
+  drift_feature_set: number | null;
+  drift_features: Buffer | null;
 }
 
 const modelKey = (t: TelemetryT): string => (t.active ? `${t.active.name}@${t.active.version}` : '');
 
 export class TelemetryRepository {
   private readonly bundleIds = new Map<string, number>();
+  private readonly featureSetIds = new Map<string, number>();
+  private readonly featureSetNames = new Map<number, string[]>();
   private rawRowCount: number;
 
   constructor(private readonly db: Db) {
@@ -181,17 +191,19 @@ export class TelemetryRepository {
   }
 
   private storeOne({ deviceId, summary: t, receivedAt }: PendingSummary): boolean {
+    const packed = t.drift ? encodeFeaturePsi(t.drift.features) : null;
     const inserted = this.stmt(
       `INSERT INTO telemetry_raw (device_id, seq, ts, received_at, interval_ms, inferences, errors, p50, p95, p99, lat_max, cpu_pct, rss_mb, bundle_id,
-         outbox_depth, outbox_dropped, drift_window_ms, drift_samples, drift_status, prediction_psi, max_feature_psi, max_feature, drift_features)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+         outbox_depth, outbox_dropped, drift_window_ms, drift_samples, drift_status, prediction_psi, max_feature_psi, max_feature, drift_feature_set, drift_features)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
     ).run(
       deviceId, t.seq, t.ts, receivedAt, t.intervalMs, t.inferences, t.errors,
       t.latencyMs?.p50 ?? null, t.latencyMs?.p95 ?? null, t.latencyMs?.p99 ?? null, t.latencyMs?.max ?? null,
       t.cpuPct, t.rssMb, t.active ? this.bundleId(t.active) : null,
       t.outbox?.depth ?? null, t.outbox?.dropped ?? null,
       t.drift?.windowMs ?? null, t.drift?.samples ?? null, t.drift?.status ?? null,
-      t.drift?.predictionPsi ?? null, t.drift?.maxFeaturePsi ?? null, t.drift?.maxFeature ?? null, t.drift ? JSON.stringify(t.drift.features) : null,
+      t.drift?.predictionPsi ?? null, t.drift?.maxFeaturePsi ?? null, t.drift?.maxFeature ?? null,
+      packed ? this.featureSetId(packed.names) : null, packed?.values ?? null,
     ).changes > 0;
     if (!inserted) return false;
     const model = modelKey(t);
@@ -236,6 +248,25 @@ export class TelemetryRepository {
     return id;
   }
 
+  private featureSetId(names: string): number {
+    let id = this.featureSetIds.get(names);
+    if (id === undefined) {
+      this.stmt('INSERT INTO telemetry_feature_sets (names) VALUES (?) ON CONFLICT DO NOTHING').run(names);
+      id = (this.stmt('SELECT id FROM telemetry_feature_sets WHERE names = ?').get(names) as { id: number }).id;
+      this.featureSetIds.set(names, id);
+    }
+    return id;
+  }
+
+  private featureNames(id: number): string[] {
+    let names = this.featureSetNames.get(id);
+    if (!names) {
+      names = JSON.parse((this.stmt('SELECT names FROM telemetry_feature_sets WHERE id = ?').get(id) as { names: string }).names) as string[];
+      this.featureSetNames.set(id, names);
+    }
+    return names;
+  }
+
   /** Statements are prepared once per SQL text: ingest runs the same few thousands of times a second. */
   private readonly statements = new Map<string, Statement<unknown[]>>();
   private stmt(sql: string): Statement<unknown[]> {
@@ -253,7 +284,7 @@ export class TelemetryRepository {
       `SELECT r.*, b.name, b.version, b.digest, b.deployment_id FROM telemetry_raw r LEFT JOIN telemetry_bundles b ON b.id = r.bundle_id
        WHERE r.device_id = ? AND r.ts >= ? AND r.ts < ? ORDER BY r.ts DESC, r.seq DESC LIMIT ?`,
     ).all(deviceId, from, to, limit) as RawRow[];
-    return rows.map(toTelemetry).reverse();
+    return rows.map((r) => this.toTelemetry(r)).reverse();
   }
 
   /**
@@ -322,6 +353,33 @@ export class TelemetryRepository {
     return deleted;
   }
 
+  private toTelemetry(r: RawRow): TelemetryT {
+    const t: TelemetryT = {
+      seq: r.seq,
+      ts: r.ts,
+      intervalMs: r.interval_ms,
+      inferences: r.inferences,
+      errors: r.errors,
+      latencyMs: r.p50 === null ? null : { p50: r.p50, p95: r.p95!, p99: r.p99!, max: r.lat_max! },
+      rssMb: r.rss_mb,
+      cpuPct: r.cpu_pct,
+      active: r.name === null ? null : { name: r.name, version: r.version!, digest: r.digest!, deploymentId: r.deployment_id! },
+    };
+    if (r.outbox_depth !== null) t.outbox = { depth: r.outbox_depth, dropped: r.outbox_dropped! };
+    if (r.drift_status !== null) {
+      t.drift = {
+        windowMs: r.drift_window_ms!,
+        samples: r.drift_samples!,
+        predictionPsi: r.prediction_psi,
+        maxFeaturePsi: r.max_feature_psi,
+        maxFeature: r.max_feature,
+        features: decodeFeaturePsi(this.featureNames(r.drift_feature_set!), r.drift_features!),
+        status: r.drift_status,
+      };
+    }
+    return t;
+  }
+
   /** Migration 1 kept whole JSON bodies; move them into the columns (and rollups) once, then drop the old table. */
   private moveVersion1Rows(): void {
     const old = this.db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'telemetry'").get();
@@ -333,31 +391,4 @@ export class TelemetryRepository {
       this.db.exec('DROP TABLE telemetry');
     })();
   }
-}
-
-function toTelemetry(r: RawRow): TelemetryT {
-  const t: TelemetryT = {
-    seq: r.seq,
-    ts: r.ts,
-    intervalMs: r.interval_ms,
-    inferences: r.inferences,
-    errors: r.errors,
-    latencyMs: r.p50 === null ? null : { p50: r.p50, p95: r.p95!, p99: r.p99!, max: r.lat_max! },
-    rssMb: r.rss_mb,
-    cpuPct: r.cpu_pct,
-    active: r.name === null ? null : { name: r.name, version: r.version!, digest: r.digest!, deploymentId: r.deployment_id! },
-  };
-  if (r.outbox_depth !== null) t.outbox = { depth: r.outbox_depth, dropped: r.outbox_dropped! };
-  if (r.drift_status !== null) {
-    t.drift = {
-      windowMs: r.drift_window_ms!,
-      samples: r.drift_samples!,
-      predictionPsi: r.prediction_psi,
-      maxFeaturePsi: r.max_feature_psi,
-      maxFeature: r.max_feature,
-      features: JSON.parse(r.drift_features!) as DriftSummaryT['features'],
-      status: r.drift_status,
-    };
-  }
-  return t;
 }
