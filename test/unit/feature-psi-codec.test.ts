@@ -9,7 +9,9 @@ const roundTrip = (features: Record<string, number>) => {
   return { decoded: decodeFeaturePsi(JSON.parse(names) as string[], values), bytes: values.length };
 };
 
-test('PSI on the 4-decimal grid packs into 4 bytes a feature; anything else into 8; both decode exactly', () => {
+test('PSI on the 4-decimal grid packs into 2 bytes a feature (up to 6.5535) or 4; anything else into 8; all decode exactly', () => {
+  const small = { rms_g: 0.0123, band_0: 0, band_1: 0.0001, band_2: 6.5535 };
+  assert.deepEqual(roundTrip(small), { decoded: small, bytes: 1 + 4 * 2 });
   const onGrid = { rms_g: 0.0123, kurtosis: 100, band_0: 0, band_1: 0.0001 };
   assert.deepEqual(roundTrip(onGrid), { decoded: onGrid, bytes: 1 + 4 * 4 });
   const offGrid = { rms_g: 0.0123, band_3: 1 / 3 };
