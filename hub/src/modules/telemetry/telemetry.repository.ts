@@ -2,21 +2,27 @@
  * Telemetry storage (tables owned by the telemetry module).
  *
  * - `telemetry_raw`: one row per interval summary, stored once per (device, seq): agents resend
- *   after reconnects and restarts, and a duplicate must change nothing. The summary is kept in
+ *   after reconnects and restarts, and a duplicate must change nothing. Rows are appended in
+ *   arrival order (an AUTOINCREMENT id, never reused), which keeps inserts cheap: a fleet's
+ *   summaries interleave devices, and a table clustered by device would rewrite a page per
+ *   summary. The summary is kept in
  *   typed columns (queries aggregate them; far smaller than a JSON body); the active bundle is a
  *   reference into `telemetry_bundles`, and the drift section's per-feature map is packed
  *   (feature-psi-codec.ts) against a name list in `telemetry_feature_sets`.
  * - `telemetry_minute` / `telemetry_hour`: rollups per (device, bucket start, model name@version),
- *   maintained in the same transaction as the raw insert, and only when that insert was new, so
- *   a duplicate never counts twice and late data (an outbox replayed hours later) lands in the
- *   bucket of its own `ts`. Combination rules (also in the README):
+ *   built by `rollUp()` from the raw rows appended since its watermark (`telemetry_rollup_state`,
+ *   moved in the same transaction as the rollup rows, so each summary is counted exactly once; a
+ *   duplicate is never appended, and late data — an outbox replayed hours later — lands in the
+ *   bucket of its own `ts`). Rollup queries call `rollUp()` first, so they are never behind.
+ *   Combination rules (also in the README):
  *     summaries, inferences, errors: sums;
  *     latency p50: mean of the summaries' p50 weighted by their inferences (`p50_wsum / lat_n`);
  *     latency p95: max of the summaries' p95 (a conservative upper bound: percentiles of
  *       different intervals cannot be merged exactly without the histograms);
  *     cpu %, rss MB: mean over summaries (`*_sum / summaries`);
  *     prediction PSI and max feature PSI: max.
- * - `telemetry_latest`: each device's newest summary time and drift state (`latestByDevice`).
+ * - `telemetry_latest`: each device's newest summary time and drift state, persisted by
+ *   `rollUp()`; `latestByDevice()` answers from memory, updated at every commit.
  */
 import type { Statement } from 'better-sqlite3';
 import type { Db } from '../../infra/db.js';
@@ -62,6 +68,7 @@ const MIGRATIONS = [
      names TEXT NOT NULL UNIQUE
    );
    CREATE TABLE telemetry_raw (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
      device_id TEXT NOT NULL,
      seq INTEGER NOT NULL,
      ts INTEGER NOT NULL,
@@ -76,10 +83,12 @@ const MIGRATIONS = [
      outbox_depth INTEGER, outbox_dropped INTEGER,
      drift_window_ms INTEGER, drift_samples INTEGER, drift_status TEXT,
      prediction_psi REAL, max_feature_psi REAL, max_feature TEXT,
-     drift_feature_set INTEGER REFERENCES telemetry_feature_sets (id), drift_features BLOB,
-     PRIMARY KEY (device_id, seq)
-   ) WITHOUT ROWID;
+     drift_feature_set INTEGER REFERENCES telemetry_feature_sets (id), drift_features BLOB
+   );
+   CREATE UNIQUE INDEX telemetry_raw_by_seq ON telemetry_raw (device_id, seq);
    CREATE INDEX telemetry_raw_by_time ON telemetry_raw (device_id, ts);
+   CREATE TABLE telemetry_rollup_state (one INTEGER PRIMARY KEY CHECK (one = 1), rolled_up_to INTEGER NOT NULL);
+   INSERT INTO telemetry_rollup_state VALUES (1, 0);
    CREATE TABLE telemetry_minute (
      device_id TEXT NOT NULL, bucket INTEGER NOT NULL, model TEXT NOT NULL,${ROLLUP_COLUMNS},
      PRIMARY KEY (device_id, bucket, model)
@@ -161,10 +170,12 @@ interface RawRow {
   drift_features: Buffer | null;
 }
 
-const modelKey = (t: TelemetryT): string => (t.active ? `${t.active.name}@${t.active.version}` : '');
+/** Rows folded per rollup transaction by the periodic job: a few tens of milliseconds of work. */
+export const ROLLUP_CHUNK_ROWS = 20_000;
 
 export class TelemetryRepository {
   private readonly bundleIds = new Map<string, number>();
+  private readonly latest = new Map<string, LatestTelemetry>();
   private readonly featureSetIds = new Map<string, number>();
   private readonly featureSetNames = new Map<number, string[]>();
   private rawRowCount: number;
@@ -173,6 +184,8 @@ export class TelemetryRepository {
     migrate(db, 'telemetry', MIGRATIONS);
     this.moveVersion1Rows();
     this.rawRowCount = (db.prepare('SELECT COUNT(*) AS n FROM telemetry_raw').get() as { n: number }).n;
+    while (this.rollUp(ROLLUP_CHUNK_ROWS) > 0);
+    for (const [id, latest] of this.readLatest()) this.latest.set(id, latest);
   }
 
   /** Raw summaries stored now (kept up to date by inserts and retention, counted once at start). */
@@ -186,7 +199,13 @@ export class TelemetryRepository {
    */
   storeBatch(items: readonly PendingSummary[]): boolean[] {
     const fresh = this.db.transaction(() => items.map((item) => this.storeOne(item)))();
-    this.rawRowCount += fresh.filter(Boolean).length;
+    items.forEach((item, i) => {
+      if (!fresh[i]) return;
+      this.rawRowCount++;
+      const known = this.latest.get(item.deviceId);
+      const t = item.summary;
+      if (!known || t.ts >= known.ts) this.latest.set(item.deviceId, { ts: t.ts, driftStatus: t.drift?.status ?? null, predictionPsi: t.drift?.predictionPsi ?? null, maxFeaturePsi: t.drift?.maxFeaturePsi ?? null });
+    });
     return fresh;
   }
 
@@ -205,32 +224,46 @@ export class TelemetryRepository {
       t.drift?.predictionPsi ?? null, t.drift?.maxFeaturePsi ?? null, t.drift?.maxFeature ?? null,
       packed ? this.featureSetId(packed.names) : null, packed?.values ?? null,
     ).changes > 0;
-    if (!inserted) return false;
-    const model = modelKey(t);
-    const latency = t.latencyMs;
-    const values = [
-      t.inferences, t.errors, latency ? t.inferences : 0, latency ? latency.p50 * t.inferences : 0, latency?.p95 ?? null,
-      t.cpuPct, t.rssMb, t.drift?.predictionPsi ?? null, t.drift?.maxFeaturePsi ?? null,
-    ];
-    this.rollupStatement('telemetry_minute').run(deviceId, Math.floor(t.ts / MINUTE_MS) * MINUTE_MS, model, ...values);
-    this.rollupStatement('telemetry_hour').run(deviceId, Math.floor(t.ts / HOUR_MS) * HOUR_MS, model, ...values);
-    this.stmt(
-      `INSERT INTO telemetry_latest (device_id, ts, drift_status, prediction_psi, max_feature_psi) VALUES (?, ?, ?, ?, ?)
-       ON CONFLICT (device_id) DO UPDATE SET ts = excluded.ts, drift_status = excluded.drift_status,
-         prediction_psi = excluded.prediction_psi, max_feature_psi = excluded.max_feature_psi
-       WHERE excluded.ts >= telemetry_latest.ts`,
-    ).run(deviceId, t.ts, t.drift?.status ?? null, t.drift?.predictionPsi ?? null, t.drift?.maxFeaturePsi ?? null);
-    return true;
+    return inserted;
   }
 
-  private rollupStatement(table: 'telemetry_minute' | 'telemetry_hour') {
-    // max(NULL, x) is NULL in SQLite, so the maxima skip NULLs explicitly.
+  /**
+   * Folds the raw rows appended since the watermark into the minute and hour rollups and the
+   * persisted latest state, at most `maxRows` of them per transaction (so a job's pauses stay
+   * short); returns how many rows it folded. Call until it returns 0 to catch up fully.
+   */
+  rollUp(maxRows = Number.MAX_SAFE_INTEGER): number {
+    return this.db.transaction(() => {
+      const from = (this.stmt('SELECT rolled_up_to AS n FROM telemetry_rollup_state').get() as { n: number }).n;
+      const last = (this.stmt('SELECT MAX(id) AS n FROM telemetry_raw').get() as { n: number | null }).n ?? from;
+      const to = Math.min(last, from + maxRows);
+      if (to <= from) return 0;
+      for (const [table, width] of [['telemetry_minute', MINUTE_MS], ['telemetry_hour', HOUR_MS]] as const) this.foldStatement(table, width).run(from, to);
+      this.stmt(
+        `INSERT INTO telemetry_latest (device_id, ts, drift_status, prediction_psi, max_feature_psi)
+         SELECT device_id, MAX(ts), drift_status, prediction_psi, max_feature_psi FROM telemetry_raw WHERE id > ? AND id <= ? GROUP BY device_id
+         ON CONFLICT (device_id) DO UPDATE SET ts = excluded.ts, drift_status = excluded.drift_status,
+           prediction_psi = excluded.prediction_psi, max_feature_psi = excluded.max_feature_psi
+         WHERE excluded.ts >= telemetry_latest.ts`,
+      ).run(from, to); // SQLite takes the bare columns from the row holding MAX(ts)
+      this.stmt('UPDATE telemetry_rollup_state SET rolled_up_to = ?').run(to);
+      return to - from;
+    })();
+  }
+
+  private foldStatement(table: 'telemetry_minute' | 'telemetry_hour', width: number) {
+    // max(NULL, x) is NULL in SQLite, so merging maxima skips NULLs explicitly.
     const max = (column: string) => `CASE WHEN excluded.${column} IS NULL THEN ${column} WHEN ${column} IS NULL THEN excluded.${column} ELSE max(${column}, excluded.${column}) END`;
     return this.stmt(
       `INSERT INTO ${table} (device_id, bucket, model, summaries, inferences, errors, lat_n, p50_wsum, p95_max, cpu_sum, rss_sum, psi_pred_max, psi_feat_max)
-       VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+       SELECT r.device_id, (r.ts / ${width}) * ${width} AS bucket, COALESCE(b.name || '@' || b.version, '') AS model,
+         COUNT(*), SUM(r.inferences), SUM(r.errors), SUM(CASE WHEN r.p50 IS NULL THEN 0 ELSE r.inferences END), TOTAL(r.p50 * r.inferences), MAX(r.p95),
+         TOTAL(r.cpu_pct), TOTAL(r.rss_mb), MAX(r.prediction_psi), MAX(r.max_feature_psi)
+       FROM telemetry_raw r LEFT JOIN telemetry_bundles b ON b.id = r.bundle_id
+       WHERE r.id > ? AND r.id <= ?
+       GROUP BY r.device_id, bucket, model
        ON CONFLICT (device_id, bucket, model) DO UPDATE SET
-         summaries = summaries + 1, inferences = inferences + excluded.inferences, errors = errors + excluded.errors,
+         summaries = summaries + excluded.summaries, inferences = inferences + excluded.inferences, errors = errors + excluded.errors,
          lat_n = lat_n + excluded.lat_n, p50_wsum = p50_wsum + excluded.p50_wsum, p95_max = ${max('p95_max')},
          cpu_sum = cpu_sum + excluded.cpu_sum, rss_sum = rss_sum + excluded.rss_sum,
          psi_pred_max = ${max('psi_pred_max')}, psi_feat_max = ${max('psi_feat_max')}`,
@@ -293,6 +326,7 @@ export class TelemetryRepository {
    * the rollup's width). Buckets without data are absent.
    */
   series(source: SeriesSource, scope: SeriesScope, from: number, to: number, stepMs: number): BucketAggregate[] {
+    if (source !== 'raw') this.rollUp();
     const filter = scope.kind === 'model' ? 'model = ?' : 'device_id IN (SELECT value FROM json_each(?))';
     const arg = scope.kind === 'model' ? scope.model : JSON.stringify(scope.ids);
     let sql: string;
@@ -317,13 +351,18 @@ export class TelemetryRepository {
 
   /** How many devices sent summaries of `model` (name@version) with from <= ts < to (hour buckets overlapping the range). */
   devicesWithModel(model: string, from: number, to: number): number {
+    this.rollUp();
     return (
       this.stmt('SELECT COUNT(DISTINCT device_id) AS n FROM telemetry_hour WHERE model = ? AND bucket >= ? AND bucket < ?').get(model, Math.floor(from / HOUR_MS) * HOUR_MS, to) as { n: number }
     ).n;
   }
 
-  /** Each device's newest summary time and drift state. */
+  /** Each device's newest summary time and drift state (a copy). */
   latestByDevice(): Map<string, LatestTelemetry> {
+    return new Map(this.latest);
+  }
+
+  private readLatest(): Map<string, LatestTelemetry> {
     const rows = this.stmt('SELECT device_id, ts, drift_status, prediction_psi, max_feature_psi FROM telemetry_latest').all() as Array<{
       device_id: string;
       ts: number;
@@ -340,7 +379,8 @@ export class TelemetryRepository {
    * needed for this). Returns the rows deleted per table.
    */
   applyRetention(cutoffs: { rawBefore: number; minuteBefore: number; hourBefore: number }): { raw: number; minute: number; hour: number } {
-    const devices = (this.stmt('SELECT device_id FROM telemetry_latest').all() as { device_id: string }[]).map((r) => r.device_id);
+    this.rollUp(); // a raw row is deleted only once it is in the rollups
+    const devices = [...this.latest.keys()];
     const deleted = { raw: 0, minute: 0, hour: 0 };
     for (const id of devices) {
       this.db.transaction(() => {
