@@ -32,6 +32,10 @@ export interface SendersResult {
   startedAt: number;
   lastAckAt: number;
   payloadBytes: number;
+  /** When the last message was handed to mqtt.js (behind its due time when this process could not keep the schedule). */
+  lastSentAt: number;
+  /** CPU seconds this process used from the first due time to the last PUBACK. */
+  cpuSeconds: number;
 }
 
 async function main(): Promise<void> {
@@ -59,6 +63,7 @@ async function main(): Promise<void> {
   let lastAckAt = 0;
   let payloadBytes = 0;
   const startedAt = epochMs() + 100;
+  const cpuBefore = process.cpuUsage();
   const intervalMs = 1000 / input.ratePerSec;
 
   while (sent < total) {
@@ -82,10 +87,12 @@ async function main(): Promise<void> {
     }
     await sleep(Math.max(1, Math.min(10, startedAt + sent * intervalMs - epochMs())));
   }
+  const lastSentAt = epochMs();
   const deadline = Date.now() + 120_000;
   while (acknowledged + failed < total && Date.now() < deadline) await sleep(50);
+  const cpu = process.cpuUsage(cpuBefore);
   await Promise.all(clients.map((c) => c.endAsync()));
-  const result: SendersResult = { sent, acknowledged, failed, lagsMs: Array.from(lagsMs).filter((v) => !Number.isNaN(v)), startedAt, lastAckAt, payloadBytes };
+  const result: SendersResult = { sent, acknowledged, failed, lagsMs: Array.from(lagsMs).filter((v) => !Number.isNaN(v)), startedAt, lastAckAt, payloadBytes, lastSentAt, cpuSeconds: (cpu.user + cpu.system) / 1e6 };
   process.stdout.write(JSON.stringify(result) + '\n');
 }
 

@@ -102,6 +102,11 @@ interface IngestResult {
   batches: number;
   meanBatch: number;
   payloadBytes: number;
+  wallSeconds: number;
+  hubCpuSeconds: number;
+  sendersCpuSeconds: number;
+  /** How far behind its schedule the sender process handed over its last message. */
+  sendersBehindMs: number;
 }
 
 export const ingest: Benchmark<IngestResult> = {
@@ -110,7 +115,9 @@ export const ingest: Benchmark<IngestResult> = {
     const { hub, client } = await benchHub(join(workDir, 'hub'));
     try {
       const devices = await enrollDevices(hub, client, DEVICES);
+      const cpuBefore = process.cpuUsage();
       const senders = await runSenders({ mqttUrl: hub.mqttUrl, devices, ratePerSec: RATE, durationMs: DURATION_MS });
+      const hubCpu = process.cpuUsage(cpuBefore);
       const lag = distribution(senders.lagsMs);
       const batchSize = (await hub.ctx.metrics.telemetryBatchSize.get()).values;
       const batches = batchSize.find((v) => v.metricName === 'cairn_hub_telemetry_batch_size_count')?.value ?? 0;
@@ -130,6 +137,10 @@ export const ingest: Benchmark<IngestResult> = {
         batches,
         meanBatch: batches > 0 ? stored / batches : 0,
         payloadBytes: senders.sent > 0 ? senders.payloadBytes / senders.sent : 0,
+        wallSeconds: (senders.lastAckAt - senders.startedAt) / 1000,
+        hubCpuSeconds: (hubCpu.user + hubCpu.system) / 1e6,
+        sendersCpuSeconds: senders.cpuSeconds,
+        sendersBehindMs: senders.lastSentAt - (senders.startedAt + DURATION_MS),
       };
     } finally {
       await hub.close();
@@ -150,6 +161,7 @@ export const ingest: Benchmark<IngestResult> = {
           ['sent', 'acknowledged', 'failed', 'stored', 'raw rows', 'PUBACK rate', 'lag p50', 'lag p99', 'lag max', 'hub receipt→commit p99 ≤', 'transactions', 'mean batch'],
           [[String(r.sent), String(r.acknowledged), String(r.failed), String(r.stored), String(r.rawRows), `${Math.round(r.ackRatePerSec)}/s`, ms(r.lagMs.p50), ms(r.lagMs.p99), ms(r.lagMs.max), `${r.hubLagP99UpperBoundS} s`, String(r.batches), r.meanBatch.toFixed(1)]],
         ),
+        `Where the time went, over the ${r.wallSeconds.toFixed(0)} s from the first due time to the last PUBACK: the hub process used ${r.hubCpuSeconds.toFixed(0)} CPU-seconds (${(r.hubCpuSeconds / r.wallSeconds).toFixed(2)} cores; its event loop is one of them), the sender process ${r.sendersCpuSeconds.toFixed(0)} (${(r.sendersCpuSeconds / r.wallSeconds).toFixed(2)} cores), on a machine of 2 cores shared with other engineers' work. The senders handed their last message to mqtt.js ${ms(Math.max(0, r.sendersBehindMs))} after its due time.`,
       ].join('\n\n'),
     };
   },
@@ -243,6 +255,7 @@ export const storage: Benchmark<StorageResult> = {
       for (let k = 0; k < perDevice; k += 25) {
         hub.ctx.telemetry.storeBatch(ids.flatMap((deviceId) => Array.from({ length: Math.min(25, perDevice - k) }, (_, j) => ({ deviceId, summary: sampleSummary(k + j, start + (k + j) * SUMMARY_EVERY_MS), receivedAt: Date.now() }))));
       }
+      while (hub.ctx.telemetry.rollUp() > 0); // the rollup job's work, so the rollup tables are measured too
       const storeSeconds = (performance.now() - t0) / 1000;
       hub.ctx.db.pragma('wal_checkpoint(TRUNCATE)');
       let tables: StorageResult['tables'] = [];
@@ -265,7 +278,7 @@ export const storage: Benchmark<StorageResult> = {
       targets: [{ what: '1,000 devices × 7 days at one summary per 10 s: database size (extrapolated, see below)', measured: gb(extrapolated), target: 'measure and state', met: null }],
       details: [
         '### Storage: 1,000 devices × 7 days',
-        `Measured: ${r.devices} devices × ${r.days} days at one summary per 10 s (${r.summaries.toLocaleString('en-US')} summaries of the ingest benchmark's shape, stored through the ingest's batch transaction in ${r.storeSeconds.toFixed(0)} s, ${Math.round(r.summaries / r.storeSeconds).toLocaleString('en-US')} summaries/s without MQTT), the SQLite file after a WAL checkpoint: ${gb(r.fileBytes)} (${gb(r.emptyFileBytes)} empty), ${perSummary.toFixed(0)} bytes per summary including its share of the minute and hour rollups. Extrapolated linearly to 1,000 devices (${fleet.toLocaleString('en-US')} summaries): **${gb(extrapolated)}**. Every table grows per device and per day, so linear is the expected shape; the extrapolation was not generated in full (it would take hours on this machine).`,
+        `Measured: ${r.devices} devices × ${r.days} days at one summary per 10 s (${r.summaries.toLocaleString('en-US')} summaries of the ingest benchmark's shape, stored through the ingest's batch transaction and folded into the rollups in ${r.storeSeconds.toFixed(0)} s, ${Math.round(r.summaries / r.storeSeconds).toLocaleString('en-US')} summaries/s without MQTT), the SQLite file after a WAL checkpoint: ${gb(r.fileBytes)} (${gb(r.emptyFileBytes)} empty), ${perSummary.toFixed(0)} bytes per summary including its share of the minute and hour rollups. Extrapolated linearly to 1,000 devices (${fleet.toLocaleString('en-US')} summaries): **${gb(extrapolated)}**. Every table grows per device and per day, so linear is the expected shape; the extrapolation was not generated in full (it would take hours on this machine).`,
         r.tables.length > 0 ? table(['table / index', 'measured', 'unused space in its pages', 'per summary', 'at 1,000 devices'], r.tables.map((t) => [t.name, gb(t.bytes), `${((100 * t.unused) / Math.max(1, t.bytes)).toFixed(0)} %`, `${(t.bytes / r.summaries).toFixed(1)} B`, gb((t.bytes / r.summaries) * fleet)])) : '',
       ].join('\n\n'),
     };
