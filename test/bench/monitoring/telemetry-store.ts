@@ -30,7 +30,7 @@ const DEVICES = 250;
 const RATE = 15_000;
 const DURATION_MS = 60_000;
 const QUERY_DEVICES = 100;
-const QUERY_RUNS = 50;
+const QUERY_RUNS = 200;
 const STORAGE_DEVICES = 20;
 const STORAGE_DAYS = 7;
 const SUMMARY_EVERY_MS = 10_000;
@@ -66,6 +66,18 @@ async function enrollDevices(hub: RunningHub, client: HubClient, count: number):
     );
   }
   return devices;
+}
+
+/**
+ * `perDevice` summaries of each device, one per 10 s from `start`, through the ingest's batch
+ * path (no MQTT), in time order across the devices as a live fleet's arrive, about 500 a batch.
+ */
+function storeHistory(hub: RunningHub, ids: readonly string[], start: number, perDevice: number): void {
+  const step = Math.max(1, Math.floor(500 / ids.length));
+  for (let k = 0; k < perDevice; k += step) {
+    const seqs = Array.from({ length: Math.min(step, perDevice - k) }, (_, j) => k + j);
+    hub.ctx.telemetry.storeBatch(ids.flatMap((deviceId) => seqs.map((seq) => ({ deviceId, summary: sampleSummary(seq, start + seq * SUMMARY_EVERY_MS), receivedAt: Date.now() }))));
+  }
 }
 
 function runSenders(input: SendersInput): Promise<SendersResult> {
@@ -186,9 +198,7 @@ export const rollupQuery: Benchmark<QueryResult> = {
       const perDevice = DAY_MS / SUMMARY_EVERY_MS;
       const ids = Array.from({ length: QUERY_DEVICES }, (_, i) => `q-${String(i).padStart(3, '0')}`);
       for (const id of ids) hub.ctx.devices.register(id, {}, Date.now());
-      for (let k = 0; k < perDevice; k += 50) {
-        hub.ctx.telemetry.storeBatch(ids.flatMap((deviceId) => Array.from({ length: Math.min(50, perDevice - k) }, (_, j) => ({ deviceId, summary: sampleSummary(k + j, start + (k + j) * SUMMARY_EVERY_MS), receivedAt: Date.now() }))));
-      }
+      storeHistory(hub, ids, start, perDevice);
       const path = `/api/v1/telemetry/series?device=${ids[QUERY_DEVICES / 2]}&from=${start}&to=${end}&stepMs=${MINUTE_MS}`;
       const httpMs: number[] = [];
       let points = 0;
@@ -213,7 +223,7 @@ export const rollupQuery: Benchmark<QueryResult> = {
     const http = distribution(r.httpMs);
     const repo = distribution(r.repositoryMs);
     return {
-      targets: [{ what: "one device's 24 h of per-minute rollups (HTTP series query, p99 of 50)", measured: ms(http.p99), target: '< 50 ms', met: http.p99 < 50 }],
+      targets: [{ what: "one device's 24 h of per-minute rollups (HTTP series query, p99 of 200)", measured: ms(http.p99), target: '< 50 ms', met: http.p99 < 50 }],
       details: [
         '### Series query: one device, 24 h of minute rollups',
         `${r.devices} devices with 24 h of summaries every 10 s each (${r.minuteRows.toLocaleString('en-US')} minute rollup rows); the query returns ${r.points} points.`,
@@ -251,10 +261,7 @@ export const storage: Benchmark<StorageResult> = {
       const start = Date.now() - STORAGE_DAYS * DAY_MS;
       const ids = Array.from({ length: STORAGE_DEVICES }, (_, i) => `s-${String(i).padStart(4, '0')}`);
       const t0 = performance.now();
-      // In time order across the fleet, as a live fleet's summaries arrive, in batches of 500.
-      for (let k = 0; k < perDevice; k += 25) {
-        hub.ctx.telemetry.storeBatch(ids.flatMap((deviceId) => Array.from({ length: Math.min(25, perDevice - k) }, (_, j) => ({ deviceId, summary: sampleSummary(k + j, start + (k + j) * SUMMARY_EVERY_MS), receivedAt: Date.now() }))));
-      }
+      storeHistory(hub, ids, start, perDevice);
       while (hub.ctx.telemetry.rollUp() > 0); // the rollup job's work, so the rollup tables are measured too
       const storeSeconds = (performance.now() - t0) / 1000;
       hub.ctx.db.pragma('wal_checkpoint(TRUNCATE)');

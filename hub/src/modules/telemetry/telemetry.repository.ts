@@ -327,14 +327,16 @@ export class TelemetryRepository {
    */
   series(source: SeriesSource, scope: SeriesScope, from: number, to: number, stepMs: number): BucketAggregate[] {
     if (source !== 'raw') this.rollUp();
-    const filter = scope.kind === 'model' ? 'model = ?' : 'device_id IN (SELECT value FROM json_each(?))';
-    const arg = scope.kind === 'model' ? scope.model : JSON.stringify(scope.ids);
+    // One device (the common chart) is an equality on the leading key column; a set goes through json_each.
+    const one = scope.kind === 'devices' && scope.ids.length === 1;
+    const filter = scope.kind === 'model' ? 'model = ?' : one ? 'device_id = ?' : 'device_id IN (SELECT value FROM json_each(?))';
+    const arg = scope.kind === 'model' ? scope.model : one ? scope.ids[0]! : JSON.stringify(scope.ids);
     let sql: string;
     if (source === 'raw') {
       const rawFilter =
         scope.kind === 'model'
           ? `bundle_id IN (SELECT id FROM telemetry_bundles WHERE name || '@' || version = ?)`
-          : 'device_id IN (SELECT value FROM json_each(?))';
+          : filter;
       sql = `SELECT (ts / ${stepMs}) * ${stepMs} AS t, COUNT(*) AS summaries, SUM(inferences) AS inferences, SUM(errors) AS errors,
                SUM(CASE WHEN p50 IS NULL THEN 0 ELSE inferences END) AS latN, TOTAL(p50 * inferences) AS p50WSum, MAX(p95) AS p95Max,
                TOTAL(cpu_pct) AS cpuSum, TOTAL(rss_mb) AS rssSum, MAX(prediction_psi) AS psiPredMax, MAX(max_feature_psi) AS psiFeatMax
