@@ -5,7 +5,7 @@
  *
  * Names select what runs: a group (`foundation`, `agent`, `rollouts`, `monitoring`, `security`) or
  * one benchmark of a group (`rollback`, `memory`, `swaps`, `pipeline`, `fleet`, `engine`,
- * `rollout`, `drift`, `workorders`, `alerts`, `stream`, `desired`, `verify`); no name runs everything.
+ * `rollout`, `drift`, `workorders`, `alerts`, `stream`, `ingest`, `rollup-query`, `storage`, `desired`, `verify`); no name runs everything.
  *
  * Other work may share the machine (engineers run tests on it at the same time): every
  * benchmark records how busy the whole machine was while it ran, and the section says so.
@@ -25,6 +25,7 @@ import { drift } from './monitoring/drift.js';
 import { workOrders } from './monitoring/work-orders.js';
 import { alertRules } from './monitoring/alert-rules.js';
 import { streamBench } from './monitoring/stream.js';
+import { ingest, rollupQuery, storage } from './monitoring/telemetry-store.js';
 import { desiredFanout } from './security/desired-fanout.js';
 import { bundleVerify } from './security/bundle-verify.js';
 import { runBenchmark, table, type Benchmark, type BenchReport } from './lib/report.js';
@@ -40,7 +41,7 @@ const GROUPS: Group[] = [
   { name: 'foundation', title: 'Foundation benchmarks', benchmarks: [foundation] },
   { name: 'agent', title: 'Agent benchmarks', benchmarks: [rollback, memory, swaps, pipeline, fleet] },
   { name: 'rollouts', title: 'Rollout benchmarks', benchmarks: [engine, fleetRollout] },
-  { name: 'monitoring', title: 'Monitoring evaluation', benchmarks: [drift, workOrders, alertRules, streamBench] },
+  { name: 'monitoring', title: 'Monitoring benchmarks', benchmarks: [drift, workOrders, alertRules, streamBench, ingest, rollupQuery, storage] },
   { name: 'security', title: 'Security benchmarks', benchmarks: [desiredFanout, bundleVerify] },
 ];
 

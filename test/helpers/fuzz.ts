@@ -140,6 +140,8 @@ export function mutatedJson(valid: fc.Arbitrary<unknown>): fc.Arbitrary<Buffer> 
 const hex64 = fc.uint8Array({ minLength: 32, maxLength: 32 }).map((b) => Buffer.from(b).toString('hex'));
 const semver = fc.tuple(fc.nat(20), fc.nat(20), fc.nat(99)).map(([a, b, c]) => `${a}.${b}.${c}`);
 const epochMs = fc.integer({ min: 0, max: 4_102_444_800_000 });
+/** Mostly the last few days (what the hub's telemetry store accepts: not older than its raw retention, not in the future), sometimes any time. */
+const recentMs = fc.oneof({ arbitrary: fc.integer({ min: Date.now() - 6 * 86_400_000, max: Date.now() }), weight: 4 }, { arbitrary: epochMs, weight: 1 });
 const seq = fc.nat();
 const labelKey = fc.stringMatching(/^[a-z][a-z0-9-]{0,10}$/);
 const labelValue = fc.stringMatching(/^[a-z0-9]{0,8}$/);
@@ -166,7 +168,7 @@ export const validPayload = {
   telemetry: fc.record(
     {
       seq,
-      ts: epochMs,
+      ts: recentMs,
       intervalMs: fc.integer({ min: 1, max: 86_400_000 }),
       inferences: fc.nat(),
       errors: fc.nat(),

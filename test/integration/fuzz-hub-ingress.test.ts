@@ -8,7 +8,7 @@
  * What must hold: every publish is acknowledged (a handler that threw would make the broker
  * refuse it and close the connection), the connection stays up, and the hub counts exactly the
  * cases the protocol refuses — by the oracle `decodePayload` (the shared decoder), plus the
- * telemetry module's own `future_timestamp` — and accepts exactly the rest.
+ * telemetry module's own time checks (`future_timestamp`, `too_old`) — and accepts exactly the rest.
  *
  * Cases over the 256 KiB bound are not published here: the broker's access control refuses them
  * before ingress and closes the connection (the denial suite covers that); the unit fuzz covers
@@ -21,10 +21,10 @@ import { decodePayload, deviceTopic, MAX_JSON_PAYLOAD_BYTES, type AgentToHubKind
 import { startTestHub, type TestHub } from '../helpers/hub.js';
 import { inMemoryClient } from '../helpers/mqtt-stream.js';
 import { mutatedJson, validPayload } from '../helpers/fuzz.js';
+import { summaryTimeProblem } from '@cairn/hub/modules/telemetry/telemetry.plugin.js';
 
 const CASES = 10_000;
 const IN_FLIGHT = 256;
-const FUTURE_SKEW_MS = 5 * 60_000;
 const KINDS = ['presence', 'reported', 'telemetry', 'events', 'blob/req', 'cmd/res'] as const satisfies readonly AgentToHubKind[];
 
 type Counts = Record<string, number>;
@@ -46,10 +46,10 @@ function difference(after: Counts, before: Counts): Counts {
 }
 
 /** What the hub must do with one case: the reason it refuses it for, or null when it accepts it. */
-function expectedRejection(kind: AgentToHubKind, bytes: Buffer, now: number): string | null {
+function expectedRejection(kind: AgentToHubKind, bytes: Buffer, now: number, hub: TestHub): string | null {
   const decoded = decodePayload(kind as Exclude<AgentToHubKind, 'blob/res'>, bytes);
   if (!decoded.ok) return decoded.reason;
-  if (kind === 'telemetry' && (decoded.value as { ts: number }).ts > now + FUTURE_SKEW_MS) return 'future_timestamp';
+  if (kind === 'telemetry') return summaryTimeProblem((decoded.value as { ts: number }).ts, now, hub.ctx.config.telemetry);
   return null;
 }
 
@@ -69,7 +69,7 @@ test('fuzz: 10,000 malformed and valid payloads per device topic kind through th
     const expected: Counts = {};
     let accepted = 0;
     for (const bytes of cases) {
-      const reason = expectedRejection(kind, bytes, now);
+      const reason = expectedRejection(kind, bytes, now, hub);
       if (reason === null) accepted++;
       else expected[reason] = (expected[reason] ?? 0) + 1;
     }
@@ -82,7 +82,7 @@ test('fuzz: 10,000 malformed and valid payloads per device topic kind through th
     }
     const after = await counters(hub, kind);
     assert.deepEqual(difference(after.rejected, before.rejected), expected, `${kind}: rejections by reason`);
-    assert.equal(after.received - before.received - (expected.future_timestamp ?? 0), accepted, `${kind}: accepted`);
+    assert.equal(after.received - before.received - (expected.future_timestamp ?? 0) - (expected.too_old ?? 0), accepted, `${kind}: accepted`);
     const rejectedTotal = Object.values(expected).reduce((a, b) => a + b, 0);
     assert.ok(rejectedTotal > cases.length / 2 && accepted > cases.length / 20, `${kind}: the generator makes both kinds of case (${rejectedTotal} refused, ${accepted} accepted)`);
   }
@@ -104,6 +104,6 @@ test('regression: command replies pass through ingress — a malformed cmd/res i
   await client.publishAsync(topic, JSON.stringify({ transaction: 'tx-1', ok: 'yes' }), { qos: 1 });
   await client.publishAsync(topic, JSON.stringify({ transaction: 'tx-2', ok: false, error: 'not supported' }), { qos: 1 });
   const { rejected, received } = await counters(hub, 'cmd/res');
-  assert.deepEqual(rejected, { schema: 1 });
+  assert.deepEqual(rejected, { wrong_type: 1 });
   assert.equal(received, 1);
 });

@@ -153,8 +153,8 @@ test('bad payloads are dropped, counted by reason and logged; the hub keeps serv
   });
   assert.deepEqual(stored.map((p: { seq: number }) => p.seq), [1, 2]);
   assert.equal(await metric(hub, 'cairn_hub_rejected_messages_total', { kind: 'telemetry', reason: 'not_json' }), 1);
-  assert.equal(await metric(hub, 'cairn_hub_rejected_messages_total', { kind: 'telemetry', reason: 'schema' }), 1);
-  assert.equal(await metric(hub, 'cairn_hub_rejected_messages_total', { kind: 'presence', reason: 'schema' }), 1);
+  assert.equal(await metric(hub, 'cairn_hub_rejected_messages_total', { kind: 'telemetry', reason: 'missing_field' }), 1);
+  assert.equal(await metric(hub, 'cairn_hub_rejected_messages_total', { kind: 'presence', reason: 'missing_field' }), 1);
   assert.equal(await metric(hub, 'cairn_hub_rejected_messages_total', { kind: 'telemetry', reason: 'future_timestamp' }), 1);
   assert.equal(client.connected, true);
 });

@@ -306,7 +306,7 @@ test('a quality gate compares updated devices with the control group: a latency 
   // Five minutes: control devices answer in 1 ms, updated ones in 4 ms.
   for (let minute = 0; minute < 5; minute++) {
     await b.advance(MIN);
-    for (const id of b.ids) hub.ctx.telemetry.insert(id, telemetry(id, updated.has(id) ? 4 : 1, updated.has(id) ? model.digest : null), b.now());
+    for (const id of b.ids) hub.ctx.telemetry.storeBatch([{ deviceId: id, summary: telemetry(id, updated.has(id) ? 4 : 1, updated.has(id) ? model.digest : null), receivedAt: b.now() }]);
   }
   await b.advance(MIN);
   const s = await status(hub, r.id);

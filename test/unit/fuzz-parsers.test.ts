@@ -31,6 +31,7 @@ import {
   TrustError,
   verifyDesired,
   verifyManifest,
+  SCHEMA_REJECTIONS,
   type JsonTopicKind,
   type SignedDesiredT,
 } from '@cairn/shared';
@@ -39,7 +40,7 @@ import { mutatedJson, nestedText, validPayload } from '../helpers/fuzz.js';
 import { createTrustFixture, makeManifest, signDesired, signManifest } from '../helpers/trust-fixtures.js';
 
 const RUNS = { numRuns: 10_000 };
-const PAYLOAD_REJECTIONS = ['too_large', 'not_json', 'too_deep', 'not_canonical', 'schema'];
+const PAYLOAD_REJECTIONS = ['too_large', 'not_json', 'too_deep', 'not_canonical', ...SCHEMA_REJECTIONS];
 
 /** What an accepted value must allow: the walks that sign, store and log it. */
 function assertSerializable(value: unknown): void {

@@ -3,7 +3,7 @@
  * several hubs in one process). Served at GET /metrics. `close()` stops the event-loop monitor.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export function createMetrics() {
   const registry = new Registry();
@@ -12,7 +12,7 @@ export function createMetrics() {
   return {
     registry,
     close: () => eventLoop.stop(),
-    /** Device messages dropped on receipt, by topic kind and reason (bad_topic, too_large, not_json, too_deep, schema; a module's own, e.g. future_timestamp). */
+    /** Device messages dropped on receipt, by topic kind and reason (bad_topic, too_large, not_json, too_deep, not_canonical, unknown_field, missing_field, wrong_type, out_of_range, schema; a module's own: telemetry's future_timestamp, too_old). */
     rejectedMessages: new Counter({
       name: 'cairn_hub_rejected_messages_total',
       help: 'Device MQTT messages dropped on receipt, by topic kind and reason',
@@ -63,6 +63,29 @@ export function createMetrics() {
       name: 'cairn_hub_device_rejections_total',
       help: 'Desired documents or bundles that devices reported rejecting, failing or rolling back, by reason',
       labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+    telemetryStored: new Counter({ name: 'cairn_hub_telemetry_stored_total', help: 'Telemetry summaries stored (new (device, seq) pairs)', registers: [registry] }),
+    telemetryDuplicates: new Counter({ name: 'cairn_hub_telemetry_duplicates_total', help: 'Telemetry summaries received again for a (device, seq) already stored (acknowledged, not stored twice)', registers: [registry] }),
+    telemetryBatchSize: new Histogram({
+      name: 'cairn_hub_telemetry_batch_size',
+      help: 'Summaries per ingest transaction',
+      buckets: [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000],
+      registers: [registry],
+    }),
+    /** Broker receipt (the handler ran) → the batch committed, on the monotonic clock; the PUBACK follows right after. */
+    telemetryIngestLag: new Histogram({
+      name: 'cairn_hub_telemetry_ingest_lag_seconds',
+      help: 'Telemetry ingest lag: from broker receipt to the commit of its batch',
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    }),
+    telemetryBatchFailures: new Counter({ name: 'cairn_hub_telemetry_batch_failures_total', help: 'Ingest transactions that failed (their devices were refused and resend)', registers: [registry] }),
+    telemetryRawRows: new Gauge({ name: 'cairn_hub_telemetry_raw_rows', help: 'Raw telemetry summaries stored', registers: [registry] }),
+    telemetryRetained: new Counter({
+      name: 'cairn_hub_telemetry_retention_deleted_total',
+      help: 'Rows deleted by the telemetry retention job, by table (raw, minute, hour)',
+      labelNames: ['table'] as const,
       registers: [registry],
     }),
     rollouts: new Gauge({ name: 'cairn_hub_rollouts', help: 'Rollouts that are not finished, by state', labelNames: ['state'] as const, registers: [registry] }),

@@ -27,8 +27,16 @@ const validators = new Map<JsonTopicKind, Validator>(
   (Object.keys(PAYLOAD_SCHEMAS) as JsonTopicKind[]).map((k) => [k, Compile(PAYLOAD_SCHEMAS[k] as TSchema)]),
 );
 
+/**
+ * Why a schema check failed, from its first (innermost) error: a field the closed schema does not
+ * know, a required field missing, a value of the wrong type, a number or size outside its range;
+ * `schema` for the rest (a pattern, an enum, a union none of whose members matched).
+ */
+export const SCHEMA_REJECTIONS = ['unknown_field', 'missing_field', 'wrong_type', 'out_of_range', 'schema'] as const;
+export type SchemaRejection = (typeof SCHEMA_REJECTIONS)[number];
+
 /** Why a payload was refused; used as a metric label, so the set is closed. */
-export type PayloadRejection = 'too_large' | 'not_json' | 'too_deep' | 'not_canonical' | 'schema';
+export type PayloadRejection = 'too_large' | 'not_json' | 'too_deep' | 'not_canonical' | SchemaRejection;
 
 export type Decoded<T> = { ok: true; value: T } | { ok: false; reason: PayloadRejection; message: string };
 
@@ -52,7 +60,23 @@ export function decodePayload<K extends JsonTopicKind>(kind: K, payload: Uint8Ar
 /** Validates an already-parsed value against any schema; the message lists every error. */
 export function checkValue<T>(validator: Validator, value: unknown): Decoded<T> {
   if (validator.Check(value)) return { ok: true, value: value as T };
-  return { ok: false, reason: 'schema', message: describeErrors(validator, value) };
+  return { ok: false, reason: schemaRejection(validator, value), message: describeErrors(validator, value) };
+}
+
+const RANGE_KEYWORDS = new Set(['minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum', 'minLength', 'maxLength', 'minItems', 'maxItems', 'minProperties', 'maxProperties', 'multipleOf']);
+
+function schemaRejection(validator: Validator, value: unknown): SchemaRejection {
+  const first = validator.Errors(value).find((e) => e.keyword !== 'boolean');
+  switch (first?.keyword) {
+    case 'additionalProperties':
+      return 'unknown_field';
+    case 'required':
+      return 'missing_field';
+    case 'type':
+      return 'wrong_type';
+    default:
+      return first && RANGE_KEYWORDS.has(first.keyword) ? 'out_of_range' : 'schema';
+  }
 }
 
 export function describeErrors(validator: Validator, value: unknown, max = 5): string {

@@ -55,6 +55,8 @@ export const ACCESS_TABLE: Readonly<Record<string, AccessRule>> = {
   'GET /api/v1/devices/:id': rule('viewer', 'devices:read'),
   'GET /api/v1/devices/:id/events': rule('viewer', 'devices:read'),
   'GET /api/v1/devices/:id/telemetry': rule('viewer', 'devices:read'),
+  'GET /api/v1/telemetry/series': rule('viewer', 'devices:read'),
+  'GET /api/v1/fleet/summary': rule('viewer', 'devices:read'),
   'PUT /api/v1/devices/:id/labels': rule('operator', 'devices:write'),
 
   // Device identities: letting devices in (tokens, acceptance) and out (revocation) is fleet management.
