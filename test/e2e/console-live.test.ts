@@ -1,9 +1,11 @@
 /**
- * The console's live channel switches itself from polling to issue 7's event stream. This
- * branch's hub has no `GET /api/v1/stream` and answers it 404 (really: the request goes to the
- * hub). Then the test makes the browser's stream requests reach a small server-sent-events
- * server of its own on 127.0.0.1 (playwright's request routing), standing in for the hub after the
- * merge: the console must switch to it, resume with `Last-Event-ID`, and refetch on events.
+ * The console's live channel: it follows the hub's event stream and falls back to polling on a
+ * hub without one (an older hub answers `GET /api/v1/stream` 404 `CAIRN_NOT_FOUND`). The browser's
+ * stream requests are routed (playwright's request routing): first answered with that 404, so the
+ * console must poll; then sent to a small server-sent-events server of the test's on 127.0.0.1,
+ * whose connections end after one event so the browser reconnects, so the console must switch to
+ * the stream by itself, resume with `Last-Event-ID`, and refetch on events. Last, unrouted, the
+ * console follows the real hub's stream.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -30,7 +32,9 @@ test('live stream: polling while the hub answers 404, then the stream with Last-
   t.after(() => sse.close());
   let hubHasStream = false;
   await page.route('**/api/v1/stream', (route) =>
-    hubHasStream ? route.continue({ url: `http://127.0.0.1:${(sse.address() as AddressInfo).port}/api/v1/stream` }) : route.continue(),
+    hubHasStream
+      ? route.continue({ url: `http://127.0.0.1:${(sse.address() as AddressInfo).port}/api/v1/stream` })
+      : route.fulfill({ status: 404, contentType: 'application/json', body: JSON.stringify({ code: 'CAIRN_NOT_FOUND', message: 'Route GET:/api/v1/stream not found' }) }),
   );
   let deviceListRequests = 0;
   page.on('request', (request) => {
@@ -55,5 +59,13 @@ test('live stream: polling while the hub answers 404, then the stream with Last-
   await waitFor('refetch on a device event', () => next === null && deviceListRequests > before);
   await waitFor('resumes from the newer id', () => seen.includes('8'));
   assert.equal(await mode.getAttribute('data-mode'), 'stream');
+
+  // Against the hub itself: its stream, and a fact the hub announces refetches the fleet.
+  await page.unroute('**/api/v1/stream');
+  await page.reload();
+  await waitFor("the hub's own stream", async () => (await mode.getAttribute('data-mode')) === 'stream');
+  const beforeHub = deviceListRequests;
+  c.hub.ctx.bus.emit('rollout.device', { rolloutId: 'test-rollout', deviceId: 'sim-0001', state: 'assigned', reason: null });
+  await waitFor('refetch on a rollout_device event from the hub', () => deviceListRequests > beforeHub);
   assert.deepEqual(c.browser.pageErrors, []);
 });

@@ -310,7 +310,7 @@ export interface AuditQuery {
   limit?: number;
 }
 
-/** `GET /api/v1/fleet/summary` (issue 7; the alert counts are added when the alerts module merges). */
+/** `GET /api/v1/fleet/summary`. */
 export interface FleetSummaryView {
   devices: number;
   online: number;
@@ -319,9 +319,10 @@ export interface FleetSummaryView {
   noModel: number;
   drifting: number;
   driftWarning: number;
-  alerting?: number;
-  openAlerts?: number;
-  openWorkOrders?: number;
+  /** Devices with an unresolved alert. */
+  alerting: number;
+  openAlerts: number;
+  openWorkOrders: number;
 }
 
 /** Codes the client produces itself, for failures that never reached the hub's error handler. */

@@ -13,6 +13,7 @@ import { loadHubConfig } from '../infra/config.js';
 import { startHub } from '../server.js';
 import { HubClient, ApiError } from './hub-client.js';
 import { publishImage } from './image-dir.js';
+import { startDemoWebhookReceiver } from './demo-webhook-receiver.js';
 import { fileURLToPath } from 'node:url';
 
 export interface DemoOptions {
@@ -39,8 +40,14 @@ export async function runDemo(options: DemoOptions): Promise<void> {
   if (!Number.isInteger(options.devices) || options.devices < 1 || options.devices > 5000) throw new Error('--devices must be an integer from 1 to 5000');
   const tls = options.tls ? demoCertificates(join(options.dataDir, 'tls')) : null;
   if (tls && process.env.NODE_EXTRA_CA_CERTS !== tls.ca) return rerunTrusting(tls.ca);
+  const say = (line: string) => console.log(`[demo] ${line}`);
+  // The plant's maintenance system: work orders reach it through a signed webhook.
+  const receiver = await startDemoWebhookReceiver(({ type, data }) => {
+    if (type === 'work_order.opened') say(`WORK ORDER received by the maintenance system (webhook): ${String(data['machine'])} on ${String(data['deviceId'])}, ${String(data['faultClass'])}, confidence ${String(data['confidence'])}`);
+  });
   const config = loadHubConfig({
     overrides: {
+      webhooks: { endpoints: [{ name: 'demo-maintenance', url: receiver.url, secret: receiver.secret, events: ['work_order.opened', 'work_order.acknowledged', 'work_order.done'] }] },
       dataDir: options.dataDir,
       logLevel: options.logLevel as 'warn',
       http: { port: options.httpPort },
@@ -48,7 +55,6 @@ export async function runDemo(options: DemoOptions): Promise<void> {
       ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
     },
   });
-  const say = (line: string) => console.log(`[demo] ${line}`);
   const hub = await startHub(config);
   say(`hub listening: API ${hub.httpUrl}, MQTT ${hub.mqttUrl}`);
   const token = readFileSync(hub.adminToken.tokenFile, 'utf8').trim();
@@ -67,14 +73,13 @@ export async function runDemo(options: DemoOptions): Promise<void> {
 
   await approveAsReviewer(api, hub.httpUrl, say);
 
-  // What operators watch for: maintenance alerts and deployments a device refused or rolled back.
+  // What operators watch for: alerts as the hub opens them (drift, maintenance, rollback,
+  // offline, ingest gaps) and deployments a device refused or rolled back.
+  hub.ctx.bus.on('alert.changed', ({ change, alert }) => {
+    if (change === 'opened') say(`ALERT ${String(alert['cause'])} on ${alert.deviceId}: ${String(alert['summary'])}`);
+  });
   hub.ctx.bus.on('device.event', ({ deviceId, event }) => {
-    if (event.type === 'maintenance_alert' && event.alert) {
-      const machine = event.alert.machine === deviceId ? '' : ` (${event.alert.machine})`;
-      say(`ALERT ${deviceId}${machine}: ${event.alert.faultClass}, confidence ${event.alert.confidence} [${event.alert.rule}]`);
-    } else if (event.type === 'deployment' && (event.phase === 'rolled_back' || event.phase === 'failed')) {
-      say(`${deviceId}: deployment ${event.deploymentId} ${event.phase} (${event.reason}): ${event.message ?? ''}`);
-    }
+    if (event.type === 'deployment' && event.phase === 'failed') say(`${deviceId}: deployment ${event.deploymentId} failed (${event.reason}): ${event.message ?? ''}`);
   });
 
   // Devices enroll like real ones: a token for the simulated fleet (its devices are already
@@ -127,7 +132,10 @@ export async function runDemo(options: DemoOptions): Promise<void> {
             node hub/dist/cli/main.js rollout create --model ${DEMO_MODEL}@1.1.0 --selector fleet=demo --stages 1,10%,50%,100% --bake 20s --watch
   A faulty image stops itself at the canary:
             node hub/dist/cli/main.js rollout create --model ${DEMO_MODEL}@1.0.1-nan --selector fleet=demo --stages 1,100% --bake 20s --watch
-  Alerts:   node hub/dist/cli/main.js device events ${faulty} --type maintenance_alert   (its machine: ${faultyMachine})
+  Alerts:   node hub/dist/cli/main.js alert list                 (drift alerts from minute ${DEMO_DRIFT_ONSET_MS / 60_000 + 1} or so)
+            node hub/dist/cli/main.js workorder list             (e.g. ${faulty}, a ${faultyMachine})
+            Work orders also reach the demo's maintenance system, a webhook receiver at ${receiver.url} (signed, HMAC-SHA256).
+            Live events: curl -N -H "authorization: Bearer $CAIRN_TOKEN" ${hub.httpUrl}/api/v1/stream
   Rollback drill (a faulty image; the device rolls back on its own during its trial):
             node hub/dist/cli/main.js deploy --model ${DEMO_MODEL}@1.0.1-slow --device sim-0001
             node hub/dist/cli/main.js device events sim-0001
@@ -141,6 +149,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     say('stopping…');
     await fleet.stop();
     await hub.close();
+    await receiver.close();
     process.exit(0);
   };
   process.once('SIGINT', stop);

@@ -101,12 +101,8 @@ export class AlertRules {
   }
 
   onEvent(deviceId: string, event: DeviceEventT): void {
-    if (event.type !== 'maintenance_alert') return;
-    if (!event.alert) {
-      this.ctx.metrics.rejectedMessages.inc({ kind: 'events', reason: 'maintenance_without_alert' });
-      this.ctx.logger.warn({ deviceId, eventId: event.eventId }, 'maintenance_alert event without its alert section; no alert raised');
-      return;
-    }
+    // The devices module drops a maintenance_alert without its alert section (counted there).
+    if (event.type !== 'maintenance_alert' || !event.alert) return;
     this.alerts.raiseMaintenance(deviceId, event.alert);
   }
 

@@ -80,6 +80,12 @@ const devicesPlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { ctx }
   });
 
   await onDeviceMessage(ctx, 'events', (deviceId, event) => {
+    if (event.type === 'maintenance_alert' && !event.alert) {
+      // The schema cannot say it: a maintenance alert must carry its alert (machine, fault, evidence).
+      metrics.rejectedMessages.inc({ kind: 'events', reason: 'maintenance_without_alert' });
+      logger.warn({ deviceId, eventId: event.eventId }, 'dropped a maintenance_alert event without its alert section');
+      return;
+    }
     if (!devices.addEvent(deviceId, event, clock())) return; // a redelivery
     if (event.type === 'maintenance_alert' && event.alert) {
       // The label comes from the device: only class-like names become metric series.

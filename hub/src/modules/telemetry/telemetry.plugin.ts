@@ -195,7 +195,7 @@ const telemetryPlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { ctx
     '/api/v1/fleet/summary',
     {
       schema: {
-        summary: 'The fleet at a glance: devices online and offline, by active model version, and by latest drift status',
+        summary: 'The fleet at a glance: devices online and offline, by active model version, by latest drift status, and their alerts and work orders',
         response: {
           200: Type.Object({
             devices: Type.Integer(),
@@ -205,6 +205,9 @@ const telemetryPlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { ctx
             noModel: Type.Integer(),
             drifting: Type.Integer({ description: "devices whose latest summary's drift status is alert" }),
             driftWarning: Type.Integer({ description: "devices whose latest summary's drift status is warn" }),
+            alerting: Type.Integer({ description: 'devices with an unresolved alert' }),
+            openAlerts: Type.Integer({ description: 'unresolved alerts (open or acknowledged)' }),
+            openWorkOrders: Type.Integer({ description: 'work orders not done' }),
           }),
           ...errorResponses,
         },
@@ -253,7 +256,8 @@ export function fleetSummary(ctx: HubContext) {
   }
   const online = all.filter((d) => d.online).length;
   const byVersion = [...versions.values()].sort((a, b) => a.name.localeCompare(b.name) || a.version.localeCompare(b.version, undefined, { numeric: true }));
-  return { devices: all.length, online, offline: all.length - online, byVersion, noModel, drifting, driftWarning };
+  const alerts = ctx.alerts.summary();
+  return { devices: all.length, online, offline: all.length - online, byVersion, noModel, drifting, driftWarning, alerting: alerts.alertingDevices, openAlerts: alerts.openAlerts, openWorkOrders: alerts.openWorkOrders };
 }
 
 export default telemetryPlugin;
