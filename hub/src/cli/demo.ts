@@ -43,7 +43,9 @@ export async function runDemo(options: DemoOptions): Promise<void> {
   const say = (line: string) => console.log(`[demo] ${line}`);
   // The plant's maintenance system: work orders reach it through a signed webhook.
   const receiver = await startDemoWebhookReceiver(({ type, data }) => {
-    if (type === 'work_order.opened') say(`WORK ORDER received by the maintenance system (webhook): ${String(data['machine'])} on ${String(data['deviceId'])}, ${String(data['faultClass'])}, confidence ${String(data['confidence'])}`);
+    if (type !== 'work_order.opened') return;
+    const where = data['machine'] === data['deviceId'] ? String(data['deviceId']) : `${String(data['machine'])} (${String(data['deviceId'])})`;
+    say(`WORK ORDER received by the maintenance system (webhook): ${where}, ${String(data['faultClass'])}, confidence ${String(data['confidence'])}`);
   });
   const config = loadHubConfig({
     overrides: {
@@ -92,7 +94,8 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     devices: options.devices,
     stateRoot: join(config.dataDir, 'fleet'),
     seed: 1,
-    logger: pino({ level: options.logLevel }),
+    // The demo prints alerts and work orders itself: the simulated agents log only errors unless asked for more.
+    logger: pino({ level: options.logLevel === 'warn' ? 'error' : options.logLevel }),
     // Shorter trials than the 30 s default, so the demo is ready sooner.
     health: { trial: { durationMs: DEMO_TRIAL_MS, minInferences: 8 } },
     // Four vibration windows a second (instead of one): the 600-window drift baseline and the

@@ -3,9 +3,11 @@
 export function table(rows: Record<string, unknown>[], columns: string[]): string {
   if (rows.length === 0) return '(none)';
   const cells = rows.map((r) => columns.map((c) => cellText(r[c])));
-  const widths = columns.map((c, i) => Math.max(c.length, ...cells.map((row) => row[i]!.length)));
+  // `deviceId` heads its column as DEVICE ID.
+  const headers = columns.map((c) => c.replace(/([a-z0-9])([A-Z])/g, '$1 $2').toUpperCase());
+  const widths = headers.map((h, i) => Math.max(h.length, ...cells.map((row) => row[i]!.length)));
   const line = (values: string[]) => values.map((v, i) => v.padEnd(widths[i]!)).join('  ').trimEnd();
-  return [line(columns.map((c) => c.toUpperCase())), ...cells.map(line)].join('\n');
+  return [line(headers), ...cells.map(line)].join('\n');
 }
 
 function cellText(v: unknown): string {
