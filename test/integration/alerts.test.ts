@@ -160,6 +160,15 @@ test('rollback: raised with reason and model, not repeated by the same report, c
   assert.equal((await alertsOf(hub, 'cause=rollback'))[0]!.state, 'open', 'a commit of the same seq is not a later deployment');
   await publishAs(device, 'rb-1', 'reported', reportedState(clock.now, { deploymentId: 'dep-5', seq: 5, phase: 'committed', digest: 'a'.repeat(64) }));
   await waitFor('the rollback alert resolved', async () => (await alertsOf(hub, 'cause=rollback'))[0]?.resolvedBy === 'auto');
+
+  // Resolved by an operator, a rollback stays resolved while the device re-reports it (reconnects, label changes).
+  await publishAs(device, 'rb-1', 'reported', rolledBack(6));
+  const [sixth] = await waitFor('a rollback alert for seq 6', async () => (await alertsOf(hub, 'cause=rollback&state=open')).length === 1 && alertsOf(hub, 'cause=rollback&state=open'));
+  assert.equal((await hub.api('POST', `/api/v1/alerts/${sixth!.id}/resolve`)).status, 200);
+  await publishAs(device, 'rb-1', 'reported', rolledBack(6));
+  await publishAs(device, 'rb-1', 'telemetry', telemetrySummary(1, clock.now)); // a later message: the report above was handled
+  await waitFor('the summary stored', () => hub.ctx.telemetry.latestByDevice().has('rb-1'));
+  assert.deepEqual((await alertsOf(hub, 'cause=rollback&state=open')).length, 0, 'the same rollback re-reported does not reopen it');
 });
 
 test('ingest gap: a seq gap and a silent online device each raise it; in-sequence telemetry resolves it', async (t) => {
@@ -184,6 +193,14 @@ test('ingest gap: a seq gap and a silent online device each raise it; in-sequenc
   assert.equal((await alertsOf(hub, 'cause=ingest_gap')).length, 2);
   await send(7);
   await waitFor('the silence resolved', async () => (await alertsOf(hub, 'cause=ingest_gap&state=open')).length === 0);
+
+  // A silence an operator resolved by hand is not raised again while it lasts; the next one is.
+  clock.now += 5 * INTERVAL_MS + 1000;
+  const again = await waitFor('a second silence alert', async () => (await alertsOf(hub, 'cause=ingest_gap&state=open'))[0]);
+  assert.equal((await hub.api('POST', `/api/v1/alerts/${again.id}/resolve`)).status, 200);
+  clock.now += 5 * INTERVAL_MS;
+  await sleep(2500); // two checks (alerts.checkSeconds = 1) of the same silence
+  assert.equal((await alertsOf(hub, 'cause=ingest_gap&state=open')).length, 0, 'the silence resolved by hand stays resolved');
 });
 
 test('maintenance: one alert per fault class with recurrences, a work order each; roles, states, audit and bad input via the API', async (t) => {

@@ -11,6 +11,7 @@ import type { MqttClient } from 'mqtt';
 import { deviceTopic, type TelemetryT } from '@cairn/shared';
 import { connectDevice, startTestHub, type TestHub } from '../helpers/hub.js';
 import { waitFor } from '../helpers/wait.js';
+import { maintenanceEvent } from '../helpers/device-messages.js';
 
 const MINUTE = 60_000;
 const HOUR = 3_600_000;
@@ -211,7 +212,12 @@ test('fleet summary: online and offline, devices by active version, and the late
     devices: 4, online: 3, offline: 1,
     byVersion: [{ name: 'pdm', version: '1.0.0', devices: 2 }, { name: 'pdm', version: '2.0.0', devices: 1 }],
     noModel: 1, drifting: 1, driftWarning: 1,
+    alerting: 0, openAlerts: 0, openWorkOrders: 0, // one `alert` summary is not a drift alert (hysteresis)
   });
+  // A maintenance alert: an alerting device, an open alert and an open work order.
+  await clients.get('f2')!.publishAsync(deviceTopic('f2', 'events'), JSON.stringify(maintenanceEvent(BASE + 30_000, 'press-2', 'outer_race')), { qos: 1 });
+  const counts = (await hub.api('GET', '/api/v1/fleet/summary')).body;
+  assert.deepEqual([counts.alerting, counts.openAlerts, counts.openWorkOrders], [1, 1, 1]);
   const latest = hub.ctx.telemetry.latestByDevice();
   assert.deepEqual(latest.get('f1'), { ts: BASE + 20_000, driftStatus: 'alert', predictionPsi: 0.3, maxFeaturePsi: 0.3 });
   assert.equal(latest.has('f4'), false);

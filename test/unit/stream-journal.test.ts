@@ -9,6 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openDatabase } from '@cairn/hub/infra/db.js';
 import { StreamJournal } from '@cairn/hub/modules/stream/stream-journal.js';
+import { StreamClient } from '@cairn/hub/modules/stream/stream-client.js';
+import { EventEmitter } from 'node:events';
+import type { ServerResponse } from 'node:http';
+import { waitFor } from '../helpers/wait.js';
 
 function journalFile(t: import('node:test').TestContext): string {
   const dir = mkdtempSync(join(tmpdir(), 'cairn-journal-'));
@@ -70,4 +74,40 @@ test('prune by age removes a prefix by id, never a middle row, even when the clo
     journal.after(0, 10).map((e) => e.id),
     [ids[4]],
   );
+});
+
+test('a catch-up that pruning overtakes while it waits on a slow socket ends in reset, not in a silent gap', async (t) => {
+  const db = openDatabase(journalFile(t));
+  t.after(() => db.close());
+  const journal = new StreamJournal(db);
+  const start = journal.head();
+  for (let i = 0; i < 600; i++) journal.append('alert', `{"n":${i}}`, 1000 + i);
+
+  // A response whose socket pushes back after every write until the test lets it drain.
+  const response = Object.assign(new EventEmitter(), {
+    writableLength: 0,
+    frames: [] as string[],
+    write(frame: string) {
+      this.frames.push(frame);
+      return false;
+    },
+    destroy() {},
+  });
+  const resets: string[] = [];
+  const client = new StreamClient(response as unknown as ServerResponse, { journal, maxBufferedBytes: 1 << 30, device: null, sent: () => undefined, dropped: () => undefined, reset: (reason) => resets.push(reason) });
+  const done = client.resume(String(start));
+  // The first page (256 events) is being written; meanwhile the journal keeps only its newest 100.
+  await waitFor('the first frame written', () => response.frames.length === 1);
+  journal.prune(100, 0);
+  while (resets.length === 0 && response.frames.length < 600) {
+    response.emit('drain');
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  await done;
+  assert.deepEqual(resets, ['too_old']);
+  const last = response.frames.at(-1)!;
+  assert.match(last, /^id: \d+\nevent: reset\ndata: \{"reason":"too_old"/);
+  const ids = response.frames.slice(0, -1).map((f) => Number(/^id: (\d+)/.exec(f)![1]));
+  assert.deepEqual(ids, ids.map((_, i) => start + 1 + i), 'the events sent before the reset have no gap');
+  assert.ok(ids.length <= 256, 'nothing after the pruned rows was sent as if it followed them');
 });

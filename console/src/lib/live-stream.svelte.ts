@@ -119,8 +119,12 @@ export class LiveStream {
     const status = await probe(this.#url);
     if (!this.#running) return;
     if (status === 401) {
+      // The session is being restored: if it comes back without a sign-in (nothing restarts
+      // the stream then), this retry reconnects; a sign-out stops the stream and its timers.
       this.#onUnauthorized?.();
       this.mode = 'offline';
+      this.#failures += 1;
+      this.#retryTimer = setTimeout(() => this.#connect(), Math.min(30_000, 1000 * 2 ** Math.min(this.#failures, 5)));
       return;
     }
     if (status === 404) {

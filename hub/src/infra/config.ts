@@ -216,6 +216,10 @@ export function loadHubConfig({ file, env = process.env, overrides = {} }: LoadC
   if (config.tls?.requireClientCert && (config.tls.ca === undefined || config.tls.cert === undefined)) problems.push('/tls/requireClientCert: needs tls.cert, tls.key and tls.ca (the CA client certificates must chain to)');
   const names = (config.webhooks?.endpoints ?? []).map((e) => e.name);
   for (const name of new Set(names.filter((n, i) => names.indexOf(n) !== i))) problems.push(`/webhooks/endpoints: the name ${name} is used twice`);
+  // The URL may hold credentials: a problem names the endpoint, never the URL.
+  for (const endpoint of config.webhooks?.endpoints ?? []) {
+    if (!URL.canParse(endpoint.url)) problems.push(`/webhooks/endpoints: the url of ${endpoint.name} is not a valid URL`);
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   return { ...config, dataDir: resolve(config.dataDir) };
 }

@@ -38,8 +38,9 @@ const MAX_MEMOIZED_STATEMENTS = 2000;
  * use, which keeps the SQL next to the code that reads it. So the database memoizes statements
  * by their SQL text. Safe because a statement is free again once its call returned — only an
  * unfinished `iterate()` holds one (audit-verify's loop, which never prepares its own SQL again)
- * — and because SQLite recompiles a statement whose tables a migration changed. No caller may
- * change a memoized statement's mode (`pluck`, `raw`, `expand`, `safeIntegers`).
+ * — and because SQLite recompiles a statement whose tables a migration changed. A statement's
+ * mode (`pluck`, `raw`, `expand`, `safeIntegers`) sticks to its SQL text: code that sets one must
+ * be the only user of that text.
  */
 function memoizeStatements(db: Db): void {
   const compile = db.prepare.bind(db);

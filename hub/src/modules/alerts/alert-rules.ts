@@ -82,9 +82,10 @@ export class AlertRules {
   onReported(deviceId: string, deployment: DeploymentStatusT | null): void {
     if (!deployment) return;
     if (deployment.phase === 'rolled_back') {
-      const existing = this.repo.unresolved(deviceId, 'rollback');
-      // The device re-reports the same state (reconnects, other changes): not a recurrence.
-      if (existing && existing.details['deploymentId'] === deployment.deploymentId && existing.details['seq'] === deployment.seq) return;
+      // The device re-reports the same state (reconnects, other changes): not a recurrence, and
+      // not a new alert either when an operator already resolved the one for this rollback.
+      const latest = this.repo.latest(deviceId, 'rollback');
+      if (latest && latest.details['deploymentId'] === deployment.deploymentId && latest.details['seq'] === deployment.seq) return;
       const model = deployment.digest ? this.modelByDigest(deployment.digest) : null;
       this.alerts.raise({
         deviceId,
@@ -133,12 +134,13 @@ export class AlertRules {
       if (!device?.online) continue;
       const silentFor = now - watch.since;
       if (silentFor < ingestGapIntervals * watch.intervalMs || this.repo.hasUnresolved(deviceId, 'ingest_gap')) continue;
+      if (this.repo.latest(deviceId, 'ingest_gap')?.details['since'] === watch.since) continue; // this silence was resolved by hand
       this.alerts.raise({
         deviceId,
         cause: 'ingest_gap',
         severity: 'warning',
         summary: `online but no telemetry for ${Math.round(silentFor / 1000)} s (${Math.floor(silentFor / watch.intervalMs)} intervals)`,
-        details: { kind: 'silent', lastSeq: watch.lastSeq, intervalMs: watch.intervalMs, silentForMs: silentFor },
+        details: { kind: 'silent', since: watch.since, lastSeq: watch.lastSeq, intervalMs: watch.intervalMs, silentForMs: silentFor },
         model: activeModel(device.reported?.active),
       });
     }

@@ -19,6 +19,8 @@ export interface StreamClientOptions {
   sent(event: string): void;
   /** Counts this client being dropped. */
   dropped(reason: 'slow'): void;
+  /** Counts a resume answered with `reset`. */
+  reset(reason: string): void;
 }
 
 /** Journal rows read per step of a catch-up. */
@@ -45,17 +47,30 @@ export class StreamClient {
     this.write(firstFrame);
   }
 
-  /** Sends every journaled event after `lastId`, then goes live. Ends early if the connection closes. */
-  async catchUp(lastId: number): Promise<void> {
-    let after = lastId;
+  /**
+   * Sends every journaled event after `lastEventId`, then goes live. When the journal does not
+   * cover that id (another database's, or pruned), the client gets a `reset` event and goes live
+   * at the head. Checked before every page: pruning can overtake a catch-up that waits on a slow
+   * socket, and the check and the read are one synchronous step. Ends early if the connection closes.
+   */
+  async resume(lastEventId: string): Promise<void> {
+    const { journal } = this.options;
+    let after = lastEventId;
     while (!this.gone) {
-      const page = this.options.journal.after(after, REPLAY_PAGE);
+      const point = journal.resumePoint(after);
+      if (point.kind === 'reset') {
+        this.options.reset(point.reason);
+        const head = journal.head();
+        this.goLive(head, sseFrame('reset', JSON.stringify({ reason: point.reason, lastEventId: lastEventId.slice(0, 32) }), head));
+        return;
+      }
+      const page = journal.after(Number(after), REPLAY_PAGE);
       if (page.length === 0) {
         this.live = true; // the same tick as the read above: nothing was journaled in between
         return;
       }
       for (const row of page) {
-        after = row.id;
+        after = String(row.id);
         const accepted = this.write(sseFrame(row.event, row.data, row.id), row.event);
         if (!accepted) await this.drained();
         if (this.gone) return;

@@ -135,6 +135,7 @@ const streamPlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { ctx })
         maxBufferedBytes: settings.clientMaxBufferedBytes,
         device,
         sent: (event) => metrics.streamEventsSent.inc({ event }),
+        reset: (reason) => metrics.streamResets.inc({ reason }),
         dropped: (reason) => {
           metrics.streamClientsDropped.inc({ reason });
           logger.warn({ reason, maxBufferedBytes: settings.clientMaxBufferedBytes, actor: request.actor.actor }, 'dropped a live-stream client that does not keep up; it resumes from its last event id');
@@ -151,14 +152,7 @@ const streamPlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { ctx })
         client.goLive(journal.head());
         return;
       }
-      const point = journal.resumePoint(lastEventId);
-      if (point.kind === 'reset') {
-        metrics.streamResets.inc({ reason: point.reason });
-        const head = journal.head();
-        client.goLive(head, sseFrame('reset', JSON.stringify({ reason: point.reason, lastEventId: lastEventId.slice(0, 32) }), head));
-        return;
-      }
-      client.catchUp(Number(lastEventId)).catch((err: Error) => {
+      client.resume(lastEventId).catch((err: Error) => {
         logger.error({ err }, 'live-stream replay failed');
         client.end();
       });

@@ -92,7 +92,15 @@ export class WebhookDelivery {
       }
       const due = this.queue.due(now, BATCH);
       if (due.length === 0 || this.stopped) return;
-      await Promise.all(due.map((d) => this.attempt(d)));
+      // One endpoint's deliveries go one after another, oldest first, so the events of one work
+      // order reach it in order unless a retry intervenes; endpoints are served side by side.
+      const byEndpoint = new Map<string, typeof due>();
+      for (const d of due) byEndpoint.set(d.endpoint, [...(byEndpoint.get(d.endpoint) ?? []), d]);
+      await Promise.all(
+        [...byEndpoint.values()].map(async (deliveries) => {
+          for (const d of deliveries) if (!this.stopped) await this.attempt(d);
+        }),
+      );
       this.ctx.metrics.webhookQueueDepth.set(this.queue.pendingCount());
       if (due.length < BATCH) return;
     }
