@@ -211,6 +211,7 @@ test('fleet summary: online and offline, devices by active version, and the late
     devices: 4, online: 3, offline: 1,
     byVersion: [{ name: 'pdm', version: '1.0.0', devices: 2 }, { name: 'pdm', version: '2.0.0', devices: 1 }],
     noModel: 1, drifting: 1, driftWarning: 1,
+    openAlerts: 0, alerting: 0, openWorkOrders: 0,
   });
   const latest = hub.ctx.telemetry.latestByDevice();
   assert.deepEqual(latest.get('f1'), { ts: BASE + 20_000, driftStatus: 'alert', predictionPsi: 0.3, maxFeaturePsi: 0.3 });
