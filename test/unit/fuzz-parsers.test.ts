@@ -63,7 +63,9 @@ for (const kind of Object.keys(PAYLOAD_SCHEMAS).filter((k) => k !== 'desired') a
 }
 
 test('regression: a payload nested thousands of levels deep is refused as too_deep, not left to overflow the stack when it is signed or logged', () => {
-  const command = `{"transaction":"t-1","command":"reload","args":{"x":${nestedText(5000)}}}`;
+  // Deep enough to overflow the recursive serializer however V8 has optimized its frames by now
+  // (5,000 levels did not once earlier tests had warmed it up); JSON.parse itself does not recurse.
+  const command = `{"transaction":"t-1","command":"reload","args":{"x":${nestedText(100_000)}}}`;
   assert.throws(() => canonicalJson(JSON.parse(command)), RangeError, 'the hazard the limit exists for');
   const decoded = decodePayload('cmd', command);
   assert.deepEqual(decoded.ok ? 'accepted' : decoded.reason, 'too_deep');
@@ -80,6 +82,31 @@ test('regression: numbers that overflow to Infinity and lone surrogates are refu
     assert.equal(decoded.ok ? 'accepted' : decoded.reason, 'not_canonical', text);
   }
   assert.ok(decodePayload('cmd', '{"transaction":"t-1","command":"reload","args":{"x":"\\ud83d\\udca5","y":1e300}}').ok, 'a surrogate pair and a large finite number are fine');
+});
+
+test('bytes and text decode alike: the surrogate scan skipped for bytes without a \\u escape never lets a lone surrogate through', () => {
+  // UTF-16 code units of any value, lone surrogates included: JSON.stringify escapes those as \uXXXX.
+  const anyUnits = fc.array(fc.integer({ min: 0, max: 0xffff }), { maxLength: 8 }).map((units) => String.fromCharCode(...units));
+  const args = fc.dictionary(anyUnits, fc.oneof(anyUnits, fc.double(), fc.array(anyUnits, { maxLength: 3 })), { maxKeys: 4 });
+  fc.assert(
+    fc.property(args, (value) => {
+      const text = JSON.stringify({ transaction: 't-1', command: 'reload', args: value });
+      const bytes = Buffer.from(text);
+      const backing = new Uint8Array(bytes.length + 2);
+      backing.set(bytes, 2);
+      const view = backing.subarray(2); // not a Buffer, and at an offset into its memory
+      const reasons = [text, bytes, view].map((payload) => {
+        const decoded = decodePayload('cmd', payload);
+        return decoded.ok ? 'accepted' : decoded.reason;
+      });
+      assert.deepEqual(new Set(reasons).size, 1, `${text}: ${reasons.join(', ')}`);
+    }),
+    RUNS,
+  );
+  // Raw bytes that would encode a surrogate (CESU-8) are not UTF-8: they decode to U+FFFD, never to a lone surrogate.
+  const cesu = Buffer.concat([Buffer.from('{"transaction":"t-1","command":"reload","args":{"x":"'), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from('"}}')]);
+  const decoded = decodePayload('cmd', cesu);
+  assert.ok(decoded.ok && decoded.value.args?.x === '\ufffd\ufffd\ufffd', JSON.stringify(decoded));
 });
 
 test('fuzz: blob frames — truncated, mis-sized and mutated headers are refused with a message, accepted frames are consistent', () => {

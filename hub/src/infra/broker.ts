@@ -60,12 +60,26 @@ export async function createEmbeddedBroker({ logger, observer, authenticator, ra
   /**
    * aedes writes the PUBACK of a QoS 1 publish before it routes the message to subscribers, but
    * only after `authorizePublish` has called back. So the hub's handlers run here, after the
-   * access check: a message is stored before the device learns it was received.
+   * access check: a message is stored before the device learns it was received. Handlers run in
+   * order, each after the previous one settled; the result is undefined when every matching
+   * handler returned synchronously (no promise to wait for: this runs for every device message),
+   * else a promise that rejects if any handler threw or rejected.
    */
-  const deliverBeforeAck = async (topic: string, payload: Buffer): Promise<void> => {
+  const deliverBeforeAck = (topic: string, payload: Buffer): Promise<void> | undefined => {
+    let chain: Promise<void> | undefined;
     for (const { filter, handler } of handlers) {
-      if (topicMatches(filter, topic)) await handler(topic, payload);
+      if (!topicMatches(filter, topic)) continue;
+      if (chain) {
+        chain = chain.then(() => handler(topic, payload));
+        continue;
+      }
+      try {
+        chain = handler(topic, payload) ?? undefined;
+      } catch (err) {
+        return Promise.reject(err as Error);
+      }
     }
+    return chain;
   };
 
   const aedes = await Aedes.createBroker({
@@ -74,7 +88,9 @@ export async function createEmbeddedBroker({ logger, observer, authenticator, ra
       hooks.authorizePublish(client, packet, (denied) => {
         if (denied) return callback(denied);
         const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
-        deliverBeforeAck(packet.topic, payload).then(
+        const stored = deliverBeforeAck(packet.topic, payload);
+        if (!stored) return callback(null);
+        stored.then(
           () => callback(null),
           (err: Error) => {
             logger.error({ err, topic: packet.topic }, 'storing a device message failed; refusing it so the device retries');

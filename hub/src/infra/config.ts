@@ -101,7 +101,7 @@ export const HubConfigSchema = Type.Object(
         minuteRetentionDays: Type.Number({ exclusiveMinimum: 0, default: 30 }),
         hourRetentionDays: Type.Number({ exclusiveMinimum: 0, default: 400 }),
         /** Ingest batching: a batch commits at this many summaries or after this long, whichever comes first. */
-        batchMaxRows: Type.Integer({ minimum: 1, maximum: 10_000, default: 500 }),
+        batchMaxRows: Type.Integer({ minimum: 1, maximum: 10_000, default: 2000 }),
         batchMaxDelayMs: Type.Integer({ minimum: 0, maximum: 1000, default: 20 }),
         /** A series query asking for more points than this is refused (400 naming the limit). */
         maxQueryPoints: Type.Integer({ minimum: 10, maximum: 100_000, default: 2000 }),

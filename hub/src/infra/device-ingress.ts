@@ -22,6 +22,7 @@ export function onDeviceMessage<K extends DeviceJsonKind>(
   kind: K,
   handler: (deviceId: string, payload: PayloadOf<K>) => void | Promise<void>,
 ): Promise<void> {
+  const received = ctx.metrics.receivedMessages.labels({ kind }); // bound once: the label lookup is per-message work otherwise
   return ctx.broker.subscribe(fleetSubscription(kind), (topic, raw) => {
     const parsed = parseDeviceTopic(topic);
     if (!parsed || parsed.kind !== kind) {
@@ -35,7 +36,7 @@ export function onDeviceMessage<K extends DeviceJsonKind>(
       ctx.logger.warn({ deviceId: parsed.deviceId, kind, reason: decoded.reason, detail: decoded.message.slice(0, 300) }, 'dropped invalid device message');
       return;
     }
-    ctx.metrics.receivedMessages.inc({ kind });
+    received.inc();
     return handler(parsed.deviceId, decoded.value);
   });
 }

@@ -46,13 +46,17 @@ export function decodePayload<K extends JsonTopicKind>(kind: K, payload: Uint8Ar
   if (size > MAX_JSON_PAYLOAD_BYTES) {
     return { ok: false, reason: 'too_large', message: `payload of ${size} bytes exceeds ${MAX_JSON_PAYLOAD_BYTES}` };
   }
+  // A Buffer decodes in place (Buffer.from(buffer) would copy every payload first).
+  const text = typeof payload === 'string' ? payload : Buffer.isBuffer(payload) ? payload.toString('utf8') : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).toString('utf8');
   let value: unknown;
   try {
-    value = JSON.parse(typeof payload === 'string' ? payload : Buffer.from(payload).toString('utf8'));
+    value = JSON.parse(text);
   } catch (err) {
     return { ok: false, reason: 'not_json', message: (err as Error).message };
   }
-  const problem = canonicalJsonProblem(value);
+  // Bytes decoded as UTF-8 never hold a lone surrogate (invalid sequences become U+FFFD), so
+  // from bytes only a `\u` escape can make one: without one, the strings need no scan.
+  const problem = canonicalJsonProblem(value, MAX_JSON_DEPTH, typeof payload === 'string' || text.includes('\\u'));
   if (problem) return { ok: false, ...problem };
   return checkValue(validators.get(kind)!, value) as Decoded<PayloadOf<K>>;
 }
@@ -91,24 +95,44 @@ export function describeErrors(validator: Validator, value: unknown, max = 5): s
  * canonical JSON, which has no form for a number JSON.parse turned into Infinity (`1e400`) or for
  * a lone UTF-16 surrogate (`"\ud800"`), and whose serializer recurses: a value nested a few
  * thousand levels deep overflows the stack. Refusing these on receipt keeps every accepted value
- * signable, storable and loggable. Iterative, so it is safe on exactly the values it refuses.
+ * signable, storable and loggable. The walk recurses, but never below `maxDepth` levels: it
+ * refuses a deeper value before descending into it, so it is safe on exactly the values it
+ * refuses, and it allocates nothing (it runs for every device message). `checkStrings: false`
+ * skips the surrogate scan, for callers that know no string can hold one.
  */
-export function canonicalJsonProblem(value: unknown, maxDepth = MAX_JSON_DEPTH): { reason: 'too_deep' | 'not_canonical'; message: string } | null {
-  const stack: Array<{ value: unknown; depth: number }> = [{ value, depth: 0 }];
-  while (stack.length > 0) {
-    const { value: v, depth } = stack.pop()!;
-    if (typeof v === 'number') {
-      if (!Number.isFinite(v)) return { reason: 'not_canonical', message: 'a number too large to represent' };
-    } else if (typeof v === 'string') {
-      if (LONE_SURROGATE.test(v)) return { reason: 'not_canonical', message: 'a string with a lone UTF-16 surrogate' };
-    } else if (typeof v === 'object' && v !== null) {
-      if (depth + 1 > maxDepth) return { reason: 'too_deep', message: `nested deeper than ${maxDepth} levels` };
-      if (Array.isArray(v)) {
-        for (const child of v) stack.push({ value: child, depth: depth + 1 });
-      } else {
-        for (const [key, child] of Object.entries(v)) stack.push({ value: key, depth: depth + 1 }, { value: child, depth: depth + 1 });
-      }
+export function canonicalJsonProblem(value: unknown, maxDepth = MAX_JSON_DEPTH, checkStrings = true): { reason: 'too_deep' | 'not_canonical'; message: string } | null {
+  const problem = walk(value, 0, maxDepth, checkStrings);
+  switch (problem) {
+    case null:
+      return null;
+    case 'too_deep':
+      return { reason: 'too_deep', message: `nested deeper than ${maxDepth} levels` };
+    case 'infinite':
+      return { reason: 'not_canonical', message: 'a number too large to represent' };
+    case 'surrogate':
+      return { reason: 'not_canonical', message: 'a string with a lone UTF-16 surrogate' };
+  }
+}
+
+type WalkProblem = 'too_deep' | 'infinite' | 'surrogate' | null;
+
+/** `depth`: the nesting level of `v` (the root is 0); containers at `maxDepth` are refused. */
+function walk(v: unknown, depth: number, maxDepth: number, checkStrings: boolean): WalkProblem {
+  if (typeof v === 'number') return Number.isFinite(v) ? null : 'infinite';
+  if (typeof v === 'string') return checkStrings && LONE_SURROGATE.test(v) ? 'surrogate' : null;
+  if (typeof v !== 'object' || v === null) return null;
+  if (depth + 1 > maxDepth) return 'too_deep';
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      const problem = walk(v[i], depth + 1, maxDepth, checkStrings);
+      if (problem) return problem;
     }
+    return null;
+  }
+  for (const key of Object.keys(v)) {
+    if (checkStrings && LONE_SURROGATE.test(key)) return 'surrogate';
+    const problem = walk((v as Record<string, unknown>)[key], depth + 1, maxDepth, checkStrings);
+    if (problem) return problem;
   }
   return null;
 }

@@ -19,19 +19,32 @@ const SCALE = 10_000;
 
 const onGrid = (v: number): boolean => Math.round(v * SCALE) / SCALE === v && v * SCALE <= 0xffff_ffff;
 
-export function encodeFeaturePsi(features: Record<string, number>): { names: string; values: Buffer } {
+/** The narrowest width that holds every value exactly. One pass, no intermediate arrays: it runs for every stored summary. */
+function widthOf(features: Record<string, number>): number {
+  let width = SMALL;
+  for (const k in features) {
+    const v = features[k]!;
+    if (!onGrid(v)) return FLOAT;
+    if (v * SCALE > 0xffff) width = SCALED;
+  }
+  return width;
+}
+
+/** `names`: the map's keys in order (the repository stores each distinct list once). */
+export function encodeFeaturePsi(features: Record<string, number>): { names: readonly string[]; values: Buffer } {
   const keys = Object.keys(features);
-  const values = keys.map((k) => features[k]!);
-  const width = !values.every(onGrid) ? FLOAT : values.every((v) => v * SCALE <= 0xffff) ? SMALL : SCALED;
-  const out = Buffer.allocUnsafe(1 + values.length * width);
+  const width = widthOf(features);
+  const out = Buffer.allocUnsafe(1 + keys.length * width);
   out[0] = width;
-  values.forEach((v, i) => {
-    const at = 1 + i * width;
+  let at = 1;
+  for (const k of keys) {
+    const v = features[k]!;
     if (width === SMALL) out.writeUInt16LE(Math.round(v * SCALE), at);
     else if (width === SCALED) out.writeUInt32LE(Math.round(v * SCALE), at);
     else out.writeDoubleLE(v, at);
-  });
-  return { names: JSON.stringify(keys), values: out };
+    at += width;
+  }
+  return { names: keys, values: out };
 }
 
 export function decodeFeaturePsi(names: readonly string[], values: Buffer): Record<string, number> {

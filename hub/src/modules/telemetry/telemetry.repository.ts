@@ -178,6 +178,7 @@ export class TelemetryRepository {
   private readonly latest = new Map<string, LatestTelemetry>();
   private readonly featureSetIds = new Map<string, number>();
   private readonly featureSetNames = new Map<number, string[]>();
+  private lastFeatureSet: { names: readonly string[]; id: number } | null = null;
   private rawRowCount: number;
 
   constructor(private readonly db: Db) {
@@ -281,13 +282,22 @@ export class TelemetryRepository {
     return id;
   }
 
-  private featureSetId(names: string): number {
-    let id = this.featureSetIds.get(names);
+  /**
+   * The id of an ordered feature name list. A fleet sends the same few lists in every summary,
+   * so the list of the previous summary is compared first, name by name: cheaper than
+   * serializing every summary's list to look it up.
+   */
+  private featureSetId(names: readonly string[]): number {
+    const last = this.lastFeatureSet;
+    if (last && last.names.length === names.length && last.names.every((name, i) => name === names[i])) return last.id;
+    const key = JSON.stringify(names);
+    let id = this.featureSetIds.get(key);
     if (id === undefined) {
-      this.stmt('INSERT INTO telemetry_feature_sets (names) VALUES (?) ON CONFLICT DO NOTHING').run(names);
-      id = (this.stmt('SELECT id FROM telemetry_feature_sets WHERE names = ?').get(names) as { id: number }).id;
-      this.featureSetIds.set(names, id);
+      this.stmt('INSERT INTO telemetry_feature_sets (names) VALUES (?) ON CONFLICT DO NOTHING').run(key);
+      id = (this.stmt('SELECT id FROM telemetry_feature_sets WHERE names = ?').get(key) as { id: number }).id;
+      this.featureSetIds.set(key, id);
     }
+    this.lastFeatureSet = { names, id };
     return id;
   }
 
