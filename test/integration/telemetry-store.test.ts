@@ -86,7 +86,9 @@ test('a failed commit refuses every summary of its batch (no PUBACK, the devices
   const b = await connectDevice(t, hub, 'dev-b');
   hub.ctx.db.exec(`CREATE TRIGGER test_fail BEFORE INSERT ON telemetry_raw BEGIN SELECT RAISE(ABORT, 'disk full (test)'); END`);
   let acknowledged = 0;
-  for (const [client, id] of [[a, 'dev-a'], [b, 'dev-b']] as const) send(client, id, summary(1, BASE)).then(() => acknowledged++, () => undefined);
+  // The batch also brings a model version the hub has not seen: its lookup row is rolled back with the batch.
+  const fresh = active('3.0.0');
+  for (const [client, id] of [[a, 'dev-a'], [b, 'dev-b']] as const) send(client, id, summary(1, BASE, { active: fresh })).then(() => acknowledged++, () => undefined);
   await waitFor('both connections closed', () => !a.connected && !b.connected);
   assert.equal(acknowledged, 0, 'no device got a PUBACK');
   assert.equal(await metric(hub, 'cairn_hub_telemetry_batch_failures_total'), 1);
@@ -95,8 +97,9 @@ test('a failed commit refuses every summary of its batch (no PUBACK, the devices
   // The devices reconnect and resend (what the agent's outbox does); now both are stored.
   const a2 = await connectDevice(t, hub, 'dev-a');
   const b2 = await connectDevice(t, hub, 'dev-b');
-  await Promise.all([send(a2, 'dev-a', summary(1, BASE)), send(b2, 'dev-b', summary(1, BASE))]);
+  await Promise.all([send(a2, 'dev-a', summary(1, BASE, { active: fresh })), send(b2, 'dev-b', summary(1, BASE, { active: fresh }))]);
   assert.equal(await metric(hub, 'cairn_hub_telemetry_stored_total'), 2);
+  assert.deepEqual(hub.ctx.telemetry.range('dev-a', 0, Number.MAX_SAFE_INTEGER, 10)[0]?.active, fresh, 'stored under the right model version');
 });
 
 test('rollups are exact on known inputs: weighted p50, max p95, mean cpu/rss, max PSI, split by model version, late data in its own buckets', async (t) => {

@@ -10,7 +10,6 @@
  * index of unresolved (device, cause, key) kept with every insert and resolve.
  */
 import { randomBytes } from 'node:crypto';
-import type { Statement } from 'better-sqlite3';
 import type { Db } from '../../infra/db.js';
 import { migrate, whereEqual } from '../../infra/db.js';
 import { CLOSED_DRIFT_STATE, sameDriftState, type DriftHysteresisState } from './drift-hysteresis.js';
@@ -216,7 +215,6 @@ export interface AlertFilter {
 const indexKey = (deviceId: string, cause: AlertCause, key: string) => `${deviceId}\u0000${cause}\u0000${key}`;
 
 export class AlertsRepository {
-  private readonly statements = new Map<string, Statement>();
   private readonly unresolvedIndex = new Set<string>();
   private readonly drift = new Map<string, DriftHysteresisState>();
   private readonly dirtyDrift = new Set<string>();
@@ -235,18 +233,12 @@ export class AlertsRepository {
     this.unresolvedIndex.clear();
     this.drift.clear();
     this.dirtyDrift.clear();
-    for (const r of this.sql("SELECT device_id, cause, dedup_key FROM alerts WHERE state != 'resolved'").all() as { device_id: string; cause: AlertCause; dedup_key: string }[]) {
+    for (const r of this.db.prepare("SELECT device_id, cause, dedup_key FROM alerts WHERE state != 'resolved'").all() as { device_id: string; cause: AlertCause; dedup_key: string }[]) {
       this.unresolvedIndex.add(indexKey(r.device_id, r.cause, r.dedup_key));
     }
-    for (const r of this.sql('SELECT device_id, open, alert_streak, ok_streak FROM alert_drift_state').all() as { device_id: string; open: number; alert_streak: number; ok_streak: number }[]) {
+    for (const r of this.db.prepare('SELECT device_id, open, alert_streak, ok_streak FROM alert_drift_state').all() as { device_id: string; open: number; alert_streak: number; ok_streak: number }[]) {
       this.drift.set(r.device_id, { open: r.open === 1, alertStreak: r.alert_streak, okStreak: r.ok_streak });
     }
-  }
-
-  private sql(text: string): Statement {
-    let statement = this.statements.get(text);
-    if (!statement) this.statements.set(text, (statement = this.db.prepare(text)));
-    return statement;
   }
 
   /** Whether (device, cause, key) has an unresolved alert, from memory. */
@@ -255,35 +247,35 @@ export class AlertsRepository {
   }
 
   get(id: string): Alert | null {
-    const row = this.sql('SELECT * FROM alerts WHERE id = ?').get(id) as AlertRow | undefined;
+    const row = this.db.prepare('SELECT * FROM alerts WHERE id = ?').get(id) as AlertRow | undefined;
     return row ? toAlert(row) : null;
   }
 
   /** The unresolved alert of (device, cause, key), if any (there is at most one). */
   unresolved(deviceId: string, cause: AlertCause, key = ''): Alert | null {
-    const row = this.sql("SELECT * FROM alerts WHERE device_id = ? AND cause = ? AND dedup_key = ? AND state != 'resolved'").get(deviceId, cause, key) as AlertRow | undefined;
+    const row = this.db.prepare("SELECT * FROM alerts WHERE device_id = ? AND cause = ? AND dedup_key = ? AND state != 'resolved'").get(deviceId, cause, key) as AlertRow | undefined;
     return row ? toAlert(row) : null;
   }
 
   /** The newest alert of (device, cause, key), whatever its state. */
   latest(deviceId: string, cause: AlertCause, key = ''): Alert | null {
-    const row = this.sql('SELECT * FROM alerts WHERE device_id = ? AND cause = ? AND dedup_key = ? ORDER BY opened_at DESC, rowid DESC LIMIT 1').get(deviceId, cause, key) as AlertRow | undefined;
+    const row = this.db.prepare('SELECT * FROM alerts WHERE device_id = ? AND cause = ? AND dedup_key = ? ORDER BY opened_at DESC, rowid DESC LIMIT 1').get(deviceId, cause, key) as AlertRow | undefined;
     return row ? toAlert(row) : null;
   }
 
   /** Every unresolved alert of one cause (the clock-driven checks walk them). */
   unresolvedOf(cause: AlertCause): Alert[] {
-    return (this.sql("SELECT * FROM alerts WHERE cause = ? AND state != 'resolved'").all(cause) as AlertRow[]).map(toAlert);
+    return (this.db.prepare("SELECT * FROM alerts WHERE cause = ? AND state != 'resolved'").all(cause) as AlertRow[]).map(toAlert);
   }
 
   list(filter: AlertFilter): Alert[] {
     const { where, args } = whereEqual({ state: filter.state, device_id: filter.deviceId, cause: filter.cause });
-    return (this.sql(`SELECT * FROM alerts ${where} ORDER BY opened_at DESC, rowid DESC LIMIT ?`).all(...args, filter.limit) as AlertRow[]).map(toAlert);
+    return (this.db.prepare(`SELECT * FROM alerts ${where} ORDER BY opened_at DESC, rowid DESC LIMIT ?`).all(...args, filter.limit) as AlertRow[]).map(toAlert);
   }
 
   insert(input: AlertInput, now: number): Alert {
     const id = newId('al');
-    this.sql(
+    this.db.prepare(
         `INSERT INTO alerts (id, device_id, cause, dedup_key, severity, state, summary, details, model, opened_at, last_seen_at)
          VALUES (?, ?, ?, ?, ?, 'open', ?, ?, ?, ?, ?)`,
       )
@@ -294,51 +286,51 @@ export class AlertsRepository {
 
   /** A recurrence of an unresolved alert: one more occurrence, seen now, with the newest summary and details. */
   recur(id: string, input: AlertInput, now: number): Alert {
-    this.sql('UPDATE alerts SET occurrences = occurrences + 1, last_seen_at = ?, summary = ?, details = ?, model = COALESCE(?, model) WHERE id = ?')
+    this.db.prepare('UPDATE alerts SET occurrences = occurrences + 1, last_seen_at = ?, summary = ?, details = ?, model = COALESCE(?, model) WHERE id = ?')
       .run(now, input.summary, JSON.stringify(input.details), input.model ? JSON.stringify(input.model) : null, id);
     return this.get(id)!;
   }
 
   acknowledge(id: string, by: string, now: number): void {
-    this.sql("UPDATE alerts SET state = 'acknowledged', acknowledged_at = ?, acknowledged_by = ? WHERE id = ?").run(now, by, id);
+    this.db.prepare("UPDATE alerts SET state = 'acknowledged', acknowledged_at = ?, acknowledged_by = ? WHERE id = ?").run(now, by, id);
   }
 
   resolve(alert: Alert, by: string, now: number): void {
-    this.sql("UPDATE alerts SET state = 'resolved', resolved_at = ?, resolved_by = ? WHERE id = ?").run(now, by, alert.id);
+    this.db.prepare("UPDATE alerts SET state = 'resolved', resolved_at = ?, resolved_by = ? WHERE id = ?").run(now, by, alert.id);
     this.unresolvedIndex.delete(indexKey(alert.deviceId, alert.cause, alert.key));
   }
 
   linkWorkOrder(alertId: string, workOrderId: string): void {
-    this.sql('UPDATE alerts SET work_order_id = ? WHERE id = ?').run(workOrderId, alertId);
+    this.db.prepare('UPDATE alerts SET work_order_id = ? WHERE id = ?').run(workOrderId, alertId);
   }
 
   countUnresolvedByCause(): Map<AlertCause, number> {
-    const rows = this.sql("SELECT cause, count(*) AS n FROM alerts WHERE state != 'resolved' GROUP BY cause").all() as { cause: AlertCause; n: number }[];
+    const rows = this.db.prepare("SELECT cause, count(*) AS n FROM alerts WHERE state != 'resolved' GROUP BY cause").all() as { cause: AlertCause; n: number }[];
     return new Map(rows.map((r) => [r.cause, r.n]));
   }
 
   /** For the fleet summary: unresolved alerts, devices with at least one, and work orders not done. */
   summary(): { openAlerts: number; alertingDevices: number; openWorkOrders: number } {
-    const alerts = this.sql("SELECT count(*) AS n, count(DISTINCT device_id) AS d FROM alerts WHERE state != 'resolved'").get() as { n: number; d: number };
-    const workOrders = this.sql("SELECT count(*) AS n FROM work_orders WHERE state != 'done'").get() as { n: number };
+    const alerts = this.db.prepare("SELECT count(*) AS n, count(DISTINCT device_id) AS d FROM alerts WHERE state != 'resolved'").get() as { n: number; d: number };
+    const workOrders = this.db.prepare("SELECT count(*) AS n FROM work_orders WHERE state != 'done'").get() as { n: number };
     return { openAlerts: alerts.n, alertingDevices: alerts.d, openWorkOrders: workOrders.n };
   }
 
   // Work orders.
 
   getWorkOrder(id: string): WorkOrder | null {
-    const row = this.sql('SELECT * FROM work_orders WHERE id = ?').get(id) as WorkOrderRow | undefined;
+    const row = this.db.prepare('SELECT * FROM work_orders WHERE id = ?').get(id) as WorkOrderRow | undefined;
     return row ? toWorkOrder(row) : null;
   }
 
   listWorkOrders(filter: { state?: WorkOrderState | undefined; deviceId?: string | undefined; limit: number }): WorkOrder[] {
     const { where, args } = whereEqual({ state: filter.state, device_id: filter.deviceId });
-    return (this.sql(`SELECT * FROM work_orders ${where} ORDER BY opened_at DESC, rowid DESC LIMIT ?`).all(...args, filter.limit) as WorkOrderRow[]).map(toWorkOrder);
+    return (this.db.prepare(`SELECT * FROM work_orders ${where} ORDER BY opened_at DESC, rowid DESC LIMIT ?`).all(...args, filter.limit) as WorkOrderRow[]).map(toWorkOrder);
   }
 
   insertWorkOrder(input: Omit<WorkOrder, 'id' | 'state' | 'openedAt' | 'acknowledgedAt' | 'acknowledgedBy' | 'doneAt' | 'doneBy'>, now: number): WorkOrder {
     const id = newId('wo');
-    this.sql(
+    this.db.prepare(
         `INSERT INTO work_orders (id, alert_id, device_id, machine, fault_class, confidence, evidence, model, state, opened_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', ?)`,
       )
@@ -347,11 +339,11 @@ export class AlertsRepository {
   }
 
   acknowledgeWorkOrder(id: string, by: string, now: number): void {
-    this.sql("UPDATE work_orders SET state = 'acknowledged', acknowledged_at = ?, acknowledged_by = ? WHERE id = ?").run(now, by, id);
+    this.db.prepare("UPDATE work_orders SET state = 'acknowledged', acknowledged_at = ?, acknowledged_by = ? WHERE id = ?").run(now, by, id);
   }
 
   finishWorkOrder(id: string, by: string, now: number): void {
-    this.sql("UPDATE work_orders SET state = 'done', done_at = ?, done_by = ? WHERE id = ?").run(now, by, id);
+    this.db.prepare("UPDATE work_orders SET state = 'done', done_at = ?, done_by = ? WHERE id = ?").run(now, by, id);
   }
 
   // Rule state kept between messages.
@@ -389,7 +381,7 @@ export class AlertsRepository {
   }
 
   private writeDriftState(deviceId: string, s: DriftHysteresisState): void {
-    this.sql('INSERT INTO alert_drift_state (device_id, open, alert_streak, ok_streak) VALUES (?, ?, ?, ?) ON CONFLICT (device_id) DO UPDATE SET open = excluded.open, alert_streak = excluded.alert_streak, ok_streak = excluded.ok_streak').run(
+    this.db.prepare('INSERT INTO alert_drift_state (device_id, open, alert_streak, ok_streak) VALUES (?, ?, ?, ?) ON CONFLICT (device_id) DO UPDATE SET open = excluded.open, alert_streak = excluded.alert_streak, ok_streak = excluded.ok_streak').run(
       deviceId,
       s.open ? 1 : 0,
       s.alertStreak,
@@ -399,11 +391,11 @@ export class AlertsRepository {
 
   /** Each device's telemetry interval as last seen (the silence check's unit, kept across restarts). */
   ingestIntervals(): Map<string, number> {
-    const rows = this.sql('SELECT device_id, interval_ms FROM alert_ingest_interval').all() as { device_id: string; interval_ms: number }[];
+    const rows = this.db.prepare('SELECT device_id, interval_ms FROM alert_ingest_interval').all() as { device_id: string; interval_ms: number }[];
     return new Map(rows.map((r) => [r.device_id, r.interval_ms]));
   }
 
   saveIngestInterval(deviceId: string, intervalMs: number): void {
-    this.sql('INSERT INTO alert_ingest_interval (device_id, interval_ms) VALUES (?, ?) ON CONFLICT (device_id) DO UPDATE SET interval_ms = excluded.interval_ms').run(deviceId, intervalMs);
+    this.db.prepare('INSERT INTO alert_ingest_interval (device_id, interval_ms) VALUES (?, ?) ON CONFLICT (device_id) DO UPDATE SET interval_ms = excluded.interval_ms').run(deviceId, intervalMs);
   }
 }

@@ -124,7 +124,8 @@ const telemetryPlugin: FastifyPluginAsync<ModuleOptions> = async (fastify, { ctx
     }
   });
   fastify.addHook('onReady', async () => runRetention());
-  fastify.addHook('onClose', async () => {
+  // preClose: the root's onClose closes the database before the modules' onClose hooks run.
+  fastify.addHook('preClose', async () => {
     await retentionJob.stop();
     await rollupJob.stop();
     ingest.flush();

@@ -24,7 +24,6 @@
  * - `telemetry_latest`: each device's newest summary time and drift state, persisted by
  *   `rollUp()`; `latestByDevice()` answers from memory, updated at every commit.
  */
-import type { Statement } from 'better-sqlite3';
 import type { Db } from '../../infra/db.js';
 import { migrate } from '../../infra/db.js';
 import type { DriftSummaryT, TelemetryT } from '@cairn/shared';
@@ -199,7 +198,15 @@ export class TelemetryRepository {
    * reach the rollups and the latest state. Throws (nothing stored) when the transaction fails.
    */
   storeBatch(items: readonly PendingSummary[]): boolean[] {
-    const fresh = this.db.transaction(() => items.map((item) => this.storeOne(item)))();
+    let fresh: boolean[];
+    try {
+      fresh = this.db.transaction(() => items.map((item) => this.storeOne(item)))();
+    } catch (err) {
+      // Lookup rows (bundles, feature lists) this transaction inserted are gone with it, and
+      // SQLite may hand their ids to other rows: forget every remembered id, they are read again.
+      this.forgetLookupIds();
+      throw err;
+    }
     items.forEach((item, i) => {
       if (!fresh[i]) return;
       this.rawRowCount++;
@@ -212,7 +219,7 @@ export class TelemetryRepository {
 
   private storeOne({ deviceId, summary: t, receivedAt }: PendingSummary): boolean {
     const packed = t.drift ? encodeFeaturePsi(t.drift.features) : null;
-    const inserted = this.stmt(
+    const inserted = this.db.prepare(
       `INSERT INTO telemetry_raw (device_id, seq, ts, received_at, interval_ms, inferences, errors, p50, p95, p99, lat_max, cpu_pct, rss_mb, bundle_id,
          outbox_depth, outbox_dropped, drift_window_ms, drift_samples, drift_status, prediction_psi, max_feature_psi, max_feature, drift_feature_set, drift_features)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
@@ -235,19 +242,19 @@ export class TelemetryRepository {
    */
   rollUp(maxRows = Number.MAX_SAFE_INTEGER): number {
     return this.db.transaction(() => {
-      const from = (this.stmt('SELECT rolled_up_to AS n FROM telemetry_rollup_state').get() as { n: number }).n;
-      const last = (this.stmt('SELECT MAX(id) AS n FROM telemetry_raw').get() as { n: number | null }).n ?? from;
+      const from = (this.db.prepare('SELECT rolled_up_to AS n FROM telemetry_rollup_state').get() as { n: number }).n;
+      const last = (this.db.prepare('SELECT MAX(id) AS n FROM telemetry_raw').get() as { n: number | null }).n ?? from;
       const to = Math.min(last, from + maxRows);
       if (to <= from) return 0;
       for (const [table, width] of [['telemetry_minute', MINUTE_MS], ['telemetry_hour', HOUR_MS]] as const) this.foldStatement(table, width).run(from, to);
-      this.stmt(
+      this.db.prepare(
         `INSERT INTO telemetry_latest (device_id, ts, drift_status, prediction_psi, max_feature_psi)
          SELECT device_id, MAX(ts), drift_status, prediction_psi, max_feature_psi FROM telemetry_raw WHERE id > ? AND id <= ? GROUP BY device_id
          ON CONFLICT (device_id) DO UPDATE SET ts = excluded.ts, drift_status = excluded.drift_status,
            prediction_psi = excluded.prediction_psi, max_feature_psi = excluded.max_feature_psi
          WHERE excluded.ts >= telemetry_latest.ts`,
       ).run(from, to); // SQLite takes the bare columns from the row holding MAX(ts)
-      this.stmt('UPDATE telemetry_rollup_state SET rolled_up_to = ?').run(to);
+      this.db.prepare('UPDATE telemetry_rollup_state SET rolled_up_to = ?').run(to);
       return to - from;
     })();
   }
@@ -255,7 +262,7 @@ export class TelemetryRepository {
   private foldStatement(table: 'telemetry_minute' | 'telemetry_hour', width: number) {
     // max(NULL, x) is NULL in SQLite, so merging maxima skips NULLs explicitly.
     const max = (column: string) => `CASE WHEN excluded.${column} IS NULL THEN ${column} WHEN ${column} IS NULL THEN excluded.${column} ELSE max(${column}, excluded.${column}) END`;
-    return this.stmt(
+    return this.db.prepare(
       `INSERT INTO ${table} (device_id, bucket, model, summaries, inferences, errors, lat_n, p50_wsum, p95_max, cpu_sum, rss_sum, psi_pred_max, psi_feat_max)
        SELECT r.device_id, (r.ts / ${width}) * ${width} AS bucket, COALESCE(b.name || '@' || b.version, '') AS model,
          COUNT(*), SUM(r.inferences), SUM(r.errors), SUM(CASE WHEN r.p50 IS NULL THEN 0 ELSE r.inferences END), TOTAL(r.p50 * r.inferences), MAX(r.p95),
@@ -275,8 +282,8 @@ export class TelemetryRepository {
     const key = `${active.name}\0${active.version}\0${active.digest}\0${active.deploymentId}`;
     let id = this.bundleIds.get(key);
     if (id === undefined) {
-      this.stmt('INSERT INTO telemetry_bundles (name, version, digest, deployment_id) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING').run(active.name, active.version, active.digest, active.deploymentId);
-      id = (this.stmt('SELECT id FROM telemetry_bundles WHERE name = ? AND version = ? AND digest = ? AND deployment_id = ?').get(active.name, active.version, active.digest, active.deploymentId) as { id: number }).id;
+      this.db.prepare('INSERT INTO telemetry_bundles (name, version, digest, deployment_id) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING').run(active.name, active.version, active.digest, active.deploymentId);
+      id = (this.db.prepare('SELECT id FROM telemetry_bundles WHERE name = ? AND version = ? AND digest = ? AND deployment_id = ?').get(active.name, active.version, active.digest, active.deploymentId) as { id: number }).id;
       this.bundleIds.set(key, id);
     }
     return id;
@@ -293,37 +300,34 @@ export class TelemetryRepository {
     const key = JSON.stringify(names);
     let id = this.featureSetIds.get(key);
     if (id === undefined) {
-      this.stmt('INSERT INTO telemetry_feature_sets (names) VALUES (?) ON CONFLICT DO NOTHING').run(key);
-      id = (this.stmt('SELECT id FROM telemetry_feature_sets WHERE names = ?').get(key) as { id: number }).id;
+      this.db.prepare('INSERT INTO telemetry_feature_sets (names) VALUES (?) ON CONFLICT DO NOTHING').run(key);
+      id = (this.db.prepare('SELECT id FROM telemetry_feature_sets WHERE names = ?').get(key) as { id: number }).id;
       this.featureSetIds.set(key, id);
     }
     this.lastFeatureSet = { names, id };
     return id;
   }
 
+  private forgetLookupIds(): void {
+    this.bundleIds.clear();
+    this.featureSetIds.clear();
+    this.featureSetNames.clear();
+    this.lastFeatureSet = null;
+  }
+
   private featureNames(id: number): string[] {
     let names = this.featureSetNames.get(id);
     if (!names) {
-      names = JSON.parse((this.stmt('SELECT names FROM telemetry_feature_sets WHERE id = ?').get(id) as { names: string }).names) as string[];
+      names = JSON.parse((this.db.prepare('SELECT names FROM telemetry_feature_sets WHERE id = ?').get(id) as { names: string }).names) as string[];
       this.featureSetNames.set(id, names);
     }
     return names;
   }
 
-  /** Statements are prepared once per SQL text: ingest runs the same few thousands of times a second. */
-  private readonly statements = new Map<string, Statement<unknown[]>>();
-  private stmt(sql: string): Statement<unknown[]> {
-    let s = this.statements.get(sql);
-    if (!s) {
-      s = this.db.prepare<unknown[]>(sql);
-      this.statements.set(sql, s);
-    }
-    return s;
-  }
 
   /** Summaries of one device with from <= ts < to, oldest first, at most `limit` (the newest ones). */
   range(deviceId: string, from: number, to: number, limit: number): TelemetryT[] {
-    const rows = this.stmt(
+    const rows = this.db.prepare(
       `SELECT r.*, b.name, b.version, b.digest, b.deployment_id FROM telemetry_raw r LEFT JOIN telemetry_bundles b ON b.id = r.bundle_id
        WHERE r.device_id = ? AND r.ts >= ? AND r.ts < ? ORDER BY r.ts DESC, r.seq DESC LIMIT ?`,
     ).all(deviceId, from, to, limit) as RawRow[];
@@ -347,25 +351,26 @@ export class TelemetryRepository {
         scope.kind === 'model'
           ? `bundle_id IN (SELECT id FROM telemetry_bundles WHERE name || '@' || version = ?)`
           : filter;
-      sql = `SELECT (ts / ${stepMs}) * ${stepMs} AS t, COUNT(*) AS summaries, SUM(inferences) AS inferences, SUM(errors) AS errors,
+      sql = `SELECT (ts / CAST(? AS INTEGER)) * CAST(? AS INTEGER) AS t, COUNT(*) AS summaries, SUM(inferences) AS inferences, SUM(errors) AS errors,
                SUM(CASE WHEN p50 IS NULL THEN 0 ELSE inferences END) AS latN, TOTAL(p50 * inferences) AS p50WSum, MAX(p95) AS p95Max,
                TOTAL(cpu_pct) AS cpuSum, TOTAL(rss_mb) AS rssSum, MAX(prediction_psi) AS psiPredMax, MAX(max_feature_psi) AS psiFeatMax
              FROM telemetry_raw WHERE ${rawFilter} AND ts >= ? AND ts < ? GROUP BY t ORDER BY t`;
     } else {
       const table = source === 'minute' ? 'telemetry_minute' : 'telemetry_hour';
-      sql = `SELECT (bucket / ${stepMs}) * ${stepMs} AS t, SUM(summaries) AS summaries, SUM(inferences) AS inferences, SUM(errors) AS errors,
+      sql = `SELECT (bucket / CAST(? AS INTEGER)) * CAST(? AS INTEGER) AS t, SUM(summaries) AS summaries, SUM(inferences) AS inferences, SUM(errors) AS errors,
                SUM(lat_n) AS latN, TOTAL(p50_wsum) AS p50WSum, MAX(p95_max) AS p95Max, TOTAL(cpu_sum) AS cpuSum, TOTAL(rss_sum) AS rssSum,
                MAX(psi_pred_max) AS psiPredMax, MAX(psi_feat_max) AS psiFeatMax
              FROM ${table} WHERE ${filter} AND bucket >= ? AND bucket < ? GROUP BY t ORDER BY t`;
     }
-    return this.stmt(sql).all(arg, from, to) as BucketAggregate[];
+    // stepMs is bound, not written into the SQL: one statement per source and scope kind, however many steps are asked for.
+    return this.db.prepare(sql).all(stepMs, stepMs, arg, from, to) as BucketAggregate[];
   }
 
   /** How many devices sent summaries of `model` (name@version) with from <= ts < to (hour buckets overlapping the range). */
   devicesWithModel(model: string, from: number, to: number): number {
     this.rollUp();
     return (
-      this.stmt('SELECT COUNT(DISTINCT device_id) AS n FROM telemetry_hour WHERE model = ? AND bucket >= ? AND bucket < ?').get(model, Math.floor(from / HOUR_MS) * HOUR_MS, to) as { n: number }
+      this.db.prepare('SELECT COUNT(DISTINCT device_id) AS n FROM telemetry_hour WHERE model = ? AND bucket >= ? AND bucket < ?').get(model, Math.floor(from / HOUR_MS) * HOUR_MS, to) as { n: number }
     ).n;
   }
 
@@ -375,7 +380,7 @@ export class TelemetryRepository {
   }
 
   private readLatest(): Map<string, LatestTelemetry> {
-    const rows = this.stmt('SELECT device_id, ts, drift_status, prediction_psi, max_feature_psi FROM telemetry_latest').all() as Array<{
+    const rows = this.db.prepare('SELECT device_id, ts, drift_status, prediction_psi, max_feature_psi FROM telemetry_latest').all() as Array<{
       device_id: string;
       ts: number;
       drift_status: DriftSummaryT['status'] | null;
@@ -396,9 +401,9 @@ export class TelemetryRepository {
     const deleted = { raw: 0, minute: 0, hour: 0 };
     for (const id of devices) {
       this.db.transaction(() => {
-        deleted.raw += this.stmt('DELETE FROM telemetry_raw WHERE device_id = ? AND ts < ?').run(id, cutoffs.rawBefore).changes;
-        deleted.minute += this.stmt('DELETE FROM telemetry_minute WHERE device_id = ? AND bucket < ?').run(id, cutoffs.minuteBefore).changes;
-        deleted.hour += this.stmt('DELETE FROM telemetry_hour WHERE device_id = ? AND bucket < ?').run(id, cutoffs.hourBefore).changes;
+        deleted.raw += this.db.prepare('DELETE FROM telemetry_raw WHERE device_id = ? AND ts < ?').run(id, cutoffs.rawBefore).changes;
+        deleted.minute += this.db.prepare('DELETE FROM telemetry_minute WHERE device_id = ? AND bucket < ?').run(id, cutoffs.minuteBefore).changes;
+        deleted.hour += this.db.prepare('DELETE FROM telemetry_hour WHERE device_id = ? AND bucket < ?').run(id, cutoffs.hourBefore).changes;
       })();
     }
     this.rawRowCount -= deleted.raw;
