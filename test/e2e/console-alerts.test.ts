@@ -2,9 +2,6 @@
  * Acknowledging an alert in the browser, against issue 7's alerts contract (GET /api/v1/alerts,
  * POST /api/v1/alerts/:id/acknowledge). A device that goes offline raises an `offline` alert after
  * `alerts.offlineAfterSeconds`; the operator acknowledges it on the alerts page and the hub says so.
- *
- * Runs once the alerts module is on the hub, and skips (saying why) before: a separate file so it
- * can be run on its own.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -15,12 +12,6 @@ import { waitFor } from '../helpers/wait.js';
 test('alerts page: an offline alert appears and is acknowledged', async (t) => {
   const c = await startConsole(t, { devices: 1, hub: { alerts: { offlineAfterSeconds: 1, checkSeconds: 1, driftOpenAfter: 2, driftResolveAfter: 6, ingestGapIntervals: 5 } } });
   const { hub, page } = c;
-  // On a branch without issue 7's alerts module the test says so instead of failing; once the
-  // module is merged the route exists and the test runs (the access-table test keeps it listed).
-  if (!hub.routes.includes('GET /api/v1/alerts')) {
-    t.skip('the hub has no alerts module (issue 7) yet');
-    return;
-  }
   await c.stopFleet();
   const alert = await waitFor(
     'offline alert',
